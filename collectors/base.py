@@ -1,0 +1,87 @@
+"""Parsers and raw records: the contract every collector module implements.
+
+A parser turns one :class:`RawRecord` (a line, a datagram, a message) into
+zero or more :class:`store.Event`.  It has exactly three ways to fail:
+
+* :class:`NotMyFormat` -- the record is not this parser's format (try another);
+* :class:`BadRecord` -- it is, but this record is broken (dead-letter it, go on);
+* any other exception -- infrastructure is broken (raise).
+
+A new parser is one subclass plus one :func:`register_parser` call at the
+bottom of its module, and one import line in ``collectors/parsers/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import ClassVar
+
+from store.event import Event
+
+
+class CollectorError(Exception):
+    """Root of the collectors' errors."""
+
+
+class NotMyFormat(CollectorError):
+    """The record is not in this parser's format."""
+
+
+class BadRecord(CollectorError):
+    """The record is in this parser's format but cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as received, with where it came from."""
+
+    data: str
+    source: str
+    offset: str
+    received: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    peer: str | None = None
+    path: str | None = None
+
+
+class Parser(abc.ABC):
+    """Turns raw records of one format into events."""
+
+    #: registry name, e.g. ``syslog`` or ``camera.platform``
+    name: ClassVar[str]
+    #: ``event.dataset`` of the events it emits (may be refined per record)
+    dataset: ClassVar[str]
+    #: human description for ``citysoc ingest --list`` and docs/collectors.md
+    description: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def parse(self, record: RawRecord) -> list[Event]:
+        """Parse one record; raise NotMyFormat or BadRecord as above."""
+
+
+_PARSERS: dict[str, type[Parser]] = {}
+
+
+def register_parser(cls: type[Parser]) -> type[Parser]:
+    """Register a parser class by its ``name``; a duplicate name is an error."""
+    name = getattr(cls, "name", None)
+    if not name:
+        raise CollectorError(f"parser {cls.__qualname__} has no name")
+    if name in _PARSERS:
+        raise CollectorError(f"parser name {name!r} is registered twice ({_PARSERS[name].__qualname__}, {cls.__qualname__})")
+    _PARSERS[name] = cls
+    return cls
+
+
+def get_parser(name: str) -> Parser:
+    try:
+        return _PARSERS[name]()
+    except KeyError:
+        known = ", ".join(sorted(_PARSERS))
+        raise CollectorError(f"no parser named {name!r} (known: {known})") from None
+
+
+def parsers() -> Iterator[type[Parser]]:
+    yield from (_PARSERS[k] for k in sorted(_PARSERS))

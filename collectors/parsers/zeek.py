@@ -1,0 +1,525 @@
+"""Zeek parser: Zeek logs as JSON lines or as TSV with ``#`` header blocks.
+
+The log type (``conn``, ``dns``, ``http``, ``modbus``, ICSNPP's
+``modbus_detailed`` ...) comes from the record itself when it says so (the
+``_path`` key of a JSON line, the ``#path`` header of a TSV block), otherwise
+from the file name (``conn.log``, ``conn.2026-11-20-00-00-00.log``,
+``conn.log.labeled``, ``labeled-conn.log``).
+
+TSV is stateful: the ``#separator``/``#fields``/``#types`` lines before a row
+say how to read it, and a file may hold several header blocks.  Header lines
+yield no event; the parser remembers the current block per record source.  A
+collector that resumes in the middle of a file has not shown the parser the
+header, so for a row from a file (``RawRecord.path`` and a byte offset) the
+header block in force at that offset is read back from the file.
+
+Every log gets the connection 4-tuple (``source.*``/``destination.*`` from
+``id.orig_*``/``id.resp_*``: the side that opened the connection is the source,
+also for responses), ``network.transport`` and ``labels.zeek_uid``; the types in
+:data:`MAPPERS` get their own fields.  Other log types are kept with the common
+fields and ``event.action`` = the log type.  TSV values are taken verbatim:
+Zeek's ``\\xNN`` escapes are not decoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import PurePath
+from typing import Any, ClassVar
+
+from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
+from collectors.parsers.ecs_json import load_json_object
+from store.errors import EventValidationError
+from store.event import Event, Value, parse_ts, stable_id
+
+#: Modbus function names as Zeek writes them (base/protocols/modbus/consts.zeek) -> function code
+MODBUS_FUNCTION_CODES: dict[str, int] = {
+    "READ_COILS": 0x01, "READ_DISCRETE_INPUTS": 0x02, "READ_HOLDING_REGISTERS": 0x03,
+    "READ_INPUT_REGISTERS": 0x04, "WRITE_SINGLE_COIL": 0x05, "WRITE_SINGLE_REGISTER": 0x06,
+    "READ_EXCEPTION_STATUS": 0x07, "DIAGNOSTICS": 0x08, "PROGRAM_484": 0x09, "POLL_484": 0x0A,
+    "GET_COMM_EVENT_COUNTER": 0x0B, "GET_COMM_EVENT_LOG": 0x0C, "PROGRAM_584_984": 0x0D,
+    "POLL_584_984": 0x0E, "WRITE_MULTIPLE_COILS": 0x0F, "WRITE_MULTIPLE_REGISTERS": 0x10,
+    "REPORT_SLAVE_ID": 0x11, "PROGRAM_884_U84": 0x12, "RESET_COMM_LINK_884_U84": 0x13,
+    "READ_FILE_RECORD": 0x14, "WRITE_FILE_RECORD": 0x15, "MASK_WRITE_REGISTER": 0x16,
+    "READ_WRITE_MULTIPLE_REGISTERS": 0x17, "READ_FIFO_QUEUE": 0x18, "PROGRAM_CONCEPT": 0x28,
+    "MULTIPLE_FUNCTION_CODES": 0x29, "ENCAP_INTERFACE_TRANSPORT": 0x2B, "PROGRAM_UNITY": 0x5A,
+    "OBJECT_MESSAGING": 0x5B, "FIRMWARE_REPLACEMENT": 0x7D, "PROGRAM_584_984_2": 0x7E,
+    "REPORT_LOCAL_ADDRESS": 0x7F,
+}  # fmt: skip
+#: conn_state values that mean the connection was established / refused or unanswered
+CONN_ESTABLISHED: frozenset[str] = frozenset({"SF", "S1", "S2", "S3", "RSTO", "RSTR"})
+CONN_FAILED: frozenset[str] = frozenset({"REJ", "S0", "RSTOS0"})
+#: keys by which a JSON object is recognised as a Zeek log line
+JSON_SIGNATURE: frozenset[str] = frozenset({"_path", "uid", "fuid", "id.orig_h"})
+
+_CONTAINER = ("set[", "vector[", "table[")
+_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+_LOG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Header:
+    """One TSV header block."""
+
+    separator: str = "\t"
+    set_separator: str = ","
+    empty_field: str = "(empty)"
+    unset_field: str = "-"
+    path: str | None = None
+    fields: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+
+    def apply(self, line: str) -> Header:
+        """The header after one ``#`` line; ``#separator`` starts a new block."""
+        if line.startswith("#separator"):
+            raw = line[len("#separator") :].strip()
+            return Header(separator=_ESCAPE.sub(lambda m: chr(int(m[1], 16)), raw) or "\t")
+        key, _, value = line[1:].partition(self.separator)
+        if key == "set_separator":
+            return dataclasses.replace(self, set_separator=value)
+        if key == "empty_field":
+            return dataclasses.replace(self, empty_field=value)
+        if key == "unset_field":
+            return dataclasses.replace(self, unset_field=value)
+        if key == "path":
+            return dataclasses.replace(self, path=value)
+        if key == "fields":
+            return dataclasses.replace(self, fields=tuple(value.split(self.separator)))
+        if key == "types":
+            return dataclasses.replace(self, types=tuple(value.split(self.separator)))
+        return self  # #open, #close and comments carry nothing a row needs
+
+    def row(self, line: str) -> dict[str, Any]:
+        """One TSV row as typed values: ``-`` is None, ``(empty)`` an empty tuple."""
+        values = line.split(self.separator)
+        if len(values) != len(self.fields):
+            raise BadRecord(f"{len(values)} columns, but the #fields header names {len(self.fields)}")
+        types = self.types if len(self.types) == len(self.fields) else ("string",) * len(self.fields)
+        columns = zip(self.fields, types, values, strict=True)
+        return {name: self._convert(name, ztype, text) for name, ztype, text in columns}
+
+    def _convert(self, name: str, ztype: str, text: str) -> Any:
+        if text == self.unset_field:
+            return None
+        if ztype.startswith(_CONTAINER):
+            if text == self.empty_field:
+                return ()
+            inner = ztype[ztype.index("[") + 1 : -1]
+            return tuple(_scalar(name, inner, item) for item in text.split(self.set_separator))
+        if text == self.empty_field:
+            return None
+        return _scalar(name, ztype, text)
+
+
+def _scalar(name: str, ztype: str, text: str) -> Any:
+    try:
+        if ztype in ("time", "interval", "double"):
+            number = Decimal(text)
+            if not number.is_finite():
+                raise ValueError(text)
+            return number
+        if ztype in ("count", "int", "port"):
+            return int(text)
+        if ztype == "bool":
+            if text not in ("T", "F"):
+                raise ValueError(text)
+            return text == "T"
+    except (ValueError, InvalidOperation):
+        raise BadRecord(f"column {name!r}: {text!r} is not a Zeek {ztype}") from None
+    return text
+
+
+def logtype_from_name(name: str | None) -> str | None:
+    """``conn`` for ``conn.log``, ``conn.04:00:00-05:00:00.log``, ``conn.log.labeled``, ``labeled-conn.log``."""
+    if not name:
+        return None
+    stem = PurePath(name).name.split(".", 1)[0].rsplit("-", 1)[-1]
+    return stem.lower() if _LOG_NAME.fullmatch(stem) else None
+
+
+def scan_header(path: str, offset: int) -> Header | None:
+    """The header block in force at byte ``offset`` of the file at ``path``, if the file still has it."""
+    header: Header | None = None
+    try:
+        with open(path, "rb") as fh:
+            position = 0
+            for raw in fh:
+                if position >= offset:
+                    break
+                position += len(raw)
+                if raw.startswith(b"#"):
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    header = (header or Header()).apply(line)
+    except OSError:
+        return None
+    return header if header is not None and header.fields else None
+
+
+# typed access to a row (JSON values or converted TSV values) --------------------------
+def _str(row: dict[str, Any], key: str) -> str | None:
+    value = row.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise BadRecord(f"key {key!r} must be a string, not {type(value).__name__}")
+
+
+def _num(row: dict[str, Any], key: str) -> Decimal | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise BadRecord(f"key {key!r} must be a number, not {type(value).__name__}")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise BadRecord(f"key {key!r}: {value!r} is not a number") from None
+    if not number.is_finite():
+        raise BadRecord(f"key {key!r}: {value!r} is not a number")
+    return number
+
+
+def _int(row: dict[str, Any], key: str) -> int | None:
+    number = _num(row, key)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise BadRecord(f"key {key!r}: {row[key]!r} is not an integer")
+    return int(number)
+
+
+def _bool(row: dict[str, Any], key: str) -> bool | None:
+    value = row.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise BadRecord(f"key {key!r} must be a boolean, not {type(value).__name__}")
+
+
+def _ip(row: dict[str, Any], key: str) -> str | None:
+    value = _str(row, key)
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise BadRecord(f"key {key!r}: {value!r} is not an IP address") from None
+
+
+def _timestamp(row: dict[str, Any]) -> datetime:
+    value = row.get("ts")
+    if value is None:
+        raise BadRecord("key 'ts' is missing")
+    if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
+        try:
+            return parse_ts(value)  # Zeek JSON with LogAscii::json_timestamps = JSON::TS_ISO8601
+        except EventValidationError as exc:
+            raise BadRecord(f"key 'ts': {exc}") from exc
+    seconds = _num(row, "ts") or Decimal(0)
+    micros = int((seconds * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        raise BadRecord(f"key 'ts': {value!r} is out of range") from None
+
+
+def _unique(*values: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+# per log type ------------------------------------------------------------------------
+def _conn(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    fields["event.type"] = ("connection",)
+    fields["event.action"] = "connection"
+    service = _str(row, "service")
+    if service:
+        fields["network.protocol"] = service.split(",")[0].lower()  # "ssl,http": the first analyser that matched
+    duration = _num(row, "duration")
+    if duration is not None:
+        fields["event.duration"] = int((duration * 1_000_000_000).to_integral_value(ROUND_HALF_EVEN))
+    orig, resp = _int(row, "orig_bytes"), _int(row, "resp_bytes")
+    fields.update({k: v for k, v in (("source.bytes", orig), ("destination.bytes", resp)) if v is not None})
+    if orig is not None and resp is not None:
+        fields["network.bytes"] = orig + resp
+    packets = (_int(row, "orig_pkts"), _int(row, "resp_pkts"))
+    if packets[0] is not None and packets[1] is not None:
+        fields["network.packets"] = packets[0] + packets[1]
+    state = _str(row, "conn_state")
+    if state in CONN_ESTABLISHED:
+        fields["event.outcome"] = "success"
+    elif state in CONN_FAILED:
+        fields["event.outcome"] = "failure"
+    local = (_bool(row, "local_orig"), _bool(row, "local_resp"))
+    if None not in local:
+        fields["network.direction"] = {
+            (True, True): "internal", (True, False): "outbound", (False, True): "inbound", (False, False): "external"
+        }[(bool(local[0]), bool(local[1]))]
+    if state:
+        fields["message"] = f"{fields['message']} {service or '-'} {state}"
+
+
+def _dns(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    fields["event.type"] = ("protocol",)
+    fields["event.action"] = "dns_query"
+    fields["network.protocol"] = "dns"
+    query = _str(row, "query")
+    if query is not None:
+        fields["dns.question.name"] = query
+        fields["message"] = f"{fields['message']} query {query}"
+    rcode = _str(row, "rcode_name")
+    if rcode is not None:
+        fields["event.outcome"] = "success" if rcode == "NOERROR" else "failure"
+    answers = row.get("answers")
+    if isinstance(answers, (list, tuple)):
+        resolved = []
+        for answer in answers:
+            try:
+                resolved.append(str(ipaddress.ip_address(answer)))
+            except ValueError:
+                continue  # CNAMEs and other names are not addresses
+        related = fields.get("related.ip", ())
+        known = [str(ip) for ip in related] if isinstance(related, tuple) else []
+        if known or resolved:
+            fields["related.ip"] = _unique(*known, *resolved)
+
+
+def _http(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    fields["event.category"] = ("network", "web")
+    fields["event.type"] = ("protocol", "access")
+    fields["event.action"] = "http_request"
+    fields["network.protocol"] = "http"
+    method, host, uri = _str(row, "method"), _str(row, "host"), _str(row, "uri")
+    status = _int(row, "status_code")
+    agent, username = _str(row, "user_agent"), _str(row, "username")
+    optional: dict[str, Value | None] = {
+        "http.request.method": method,
+        "url.domain": host.rsplit(":", 1)[0] if host and host.count(":") == 1 else host,
+        "url.original": uri,
+        "http.response.status_code": status,
+        "http.request.bytes": _int(row, "request_body_len"),
+        "http.response.bytes": _int(row, "response_body_len"),
+        "user_agent.original": agent,
+        "user.name": username,
+    }
+    if uri is not None:
+        path, _, query = uri.partition("?")
+        optional["url.path"] = path
+        optional["url.query"] = query or None
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    if status is not None:
+        fields["event.outcome"] = "success" if status < 400 else "failure"
+    fields["message"] = f"{fields['message']} {method or '-'} {host or '-'}{uri or ''} {status or '-'}"
+
+
+def _modbus_function(func: str) -> tuple[str, int | None, bool]:
+    """Snake-cased name, function code and whether Zeek marked it an exception response."""
+    upper = func.upper()
+    exception = upper.endswith("_EXCEPTION")
+    base = upper.removesuffix("_EXCEPTION")
+    code = MODBUS_FUNCTION_CODES.get(base)
+    unknown = re.fullmatch(r"UNKNOWN-(\d+)", base)
+    if unknown is not None:
+        code = int(unknown[1]) & 0x7F
+    return re.sub(r"[^a-z0-9]+", "_", base.lower()).strip("_"), code, exception
+
+
+def _modbus_common(row: dict[str, Any], fields: dict[str, Value]) -> tuple[str | None, bool]:
+    fields["event.type"] = ("protocol",)
+    fields["network.protocol"] = "modbus"
+    fields["ot.protocol"] = "modbus"
+    fields.setdefault("network.transport", "tcp")  # Zeek analyses Modbus/TCP only
+    unit = _int(row, "unit") if "unit" in row else _int(row, "unit_id")
+    if unit is not None:
+        fields["ot.unit_id"] = unit
+    func = _str(row, "func")
+    if func is None:
+        fields["event.action"] = "modbus_message"
+        return None, False
+    function, code, exception = _modbus_function(func)
+    fields["ot.function"] = function
+    fields["event.action"] = function
+    if code is not None:
+        fields["ot.function_code"] = code
+    fields["message"] = f"{fields['message']} modbus {function}"
+    return function, exception
+
+
+def _modbus(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    _, exception_response = _modbus_common(row, fields)
+    pdu = _str(row, "pdu_type")
+    if pdu in ("REQ", "RESP"):
+        fields["ot.request"] = pdu == "REQ"
+    exception = _str(row, "exception")
+    if exception:
+        fields["ot.exception"] = exception
+    fields["event.outcome"] = "failure" if exception or exception_response else "success"
+
+
+def _register_value(text: str) -> float | None:
+    first = text.split(",")[0].strip()
+    if first in ("T", "True", "true"):
+        return 1.0
+    if first in ("F", "False", "false"):
+        return 0.0
+    try:
+        number = Decimal(first)
+    except InvalidOperation:
+        return None  # ICSNPP writes notes such as "see modbus_mask_write_register.log" here
+    value = float(number)
+    return value if math.isfinite(value) else None
+
+
+def _modbus_detailed(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    _, exception_response = _modbus_common(row, fields)
+    direction = (_str(row, "request_response") or _str(row, "network_direction") or "").upper()
+    if direction in ("REQUEST", "RESPONSE"):
+        fields["ot.request"] = direction == "REQUEST"
+    else:
+        is_orig = _bool(row, "is_orig")
+        if is_orig is not None:
+            fields["ot.request"] = is_orig
+    address, quantity = _int(row, "address"), _int(row, "quantity")
+    if address is not None:
+        fields["ot.register.address"] = address
+    if quantity is not None:
+        fields["ot.register.count"] = quantity
+    values = row.get("values")
+    if isinstance(values, (int, Decimal)) and not isinstance(values, bool):
+        values = str(values)
+    if values is not None and not isinstance(values, str):
+        raise BadRecord(f"key 'values' must be a string, not {type(values).__name__}")
+    if exception_response:
+        fields["ot.exception"] = values or "exception"  # ICSNPP puts the exception name in values
+        fields["event.outcome"] = "failure"
+        return
+    fields["event.outcome"] = "success"
+    if values:
+        value = _register_value(values)
+        if value is not None:
+            fields["ot.register.value"] = value
+        if address is not None:
+            fields["message"] = f"{fields['message']} address {address} values {values}"
+
+
+#: log type -> the function that adds its own fields to the common ones
+MAPPERS: dict[str, Callable[[dict[str, Any], dict[str, Value]], None]] = {
+    "conn": _conn,
+    "dns": _dns,
+    "http": _http,
+    "modbus": _modbus,
+    "modbus_detailed": _modbus_detailed,
+}
+
+
+class ZeekParser(Parser):
+    """Zeek logs, JSON or TSV; conn, dns, http, modbus and modbus_detailed mapped to ECS/OT fields."""
+
+    name: ClassVar[str] = "zeek"
+    dataset: ClassVar[str] = "zeek"
+    description: ClassVar[str] = (
+        "Zeek logs (JSON lines or TSV with header blocks): conn, dns, http, modbus, ICSNPP modbus_detailed, "
+        "other logs with the connection fields."
+    )
+
+    def __init__(self) -> None:
+        self._headers: dict[str, Header] = {}
+        self._lock = threading.Lock()
+
+    def parse(self, record: RawRecord) -> list[Event]:
+        line = record.data.rstrip("\r\n")
+        if not line.strip():
+            raise BadRecord("empty line")
+        if line.lstrip().startswith("{"):
+            row = load_json_object(line, exact_numbers=True)
+            if not JSON_SIGNATURE & row.keys():
+                raise NotMyFormat("JSON object without '_path', 'uid', 'fuid' or 'id.orig_h' is not a Zeek log line")
+            declared = row.get("_path")
+            logtype = declared if isinstance(declared, str) and declared else self._logtype_from(record)
+        elif line.startswith("#"):
+            with self._lock:
+                self._headers[record.source] = self._headers.get(record.source, Header()).apply(line)
+            return []
+        else:
+            header = self._header_for(record)
+            if header is None:
+                if "\t" in line:
+                    raise BadRecord(
+                        f"Zeek TSV row but no '#fields' header was seen for {record.source}; "
+                        "read the log from its first line"
+                    )
+                raise NotMyFormat("neither a Zeek JSON object nor a Zeek TSV row")
+            row = header.row(line)
+            logtype = header.path or self._logtype_from(record)
+        if not logtype:
+            raise BadRecord(
+                "cannot tell the Zeek log type: no '_path' key or '#path' header, and the source is not a file "
+                "named after its log (conn.log, dns.log ...)"
+            )
+        return [self._event(logtype, row, record)]
+
+    @staticmethod
+    def _logtype_from(record: RawRecord) -> str | None:
+        if record.path:
+            return logtype_from_name(record.path)
+        if record.source.startswith("file:"):
+            return logtype_from_name(record.source[len("file:") :])
+        return None
+
+    def _header_for(self, record: RawRecord) -> Header | None:
+        with self._lock:
+            header = self._headers.get(record.source)
+        if header is not None and header.fields:
+            return header
+        if record.path and record.offset.isdigit():
+            found = scan_header(record.path, int(record.offset))
+            if found is not None:
+                with self._lock:
+                    self._headers[record.source] = found
+            return found
+        return None
+
+    def _event(self, logtype: str, row: dict[str, Any], record: RawRecord) -> Event:
+        timestamp = _timestamp(row)
+        src, dst = _ip(row, "id.orig_h"), _ip(row, "id.resp_h")
+        sport, dport = _int(row, "id.orig_p"), _int(row, "id.resp_p")
+        fields: dict[str, Value] = {
+            "event.kind": "event",
+            "event.category": ("network",),
+            "event.type": ("info",),
+            "event.action": logtype,
+            "event.module": "zeek",
+            "event.dataset": f"zeek.{logtype}",
+            "event.original": record.data,
+            "message": f"zeek {logtype} {src or '-'}:{sport if sport is not None else '-'} -> "
+            f"{dst or '-'}:{dport if dport is not None else '-'}",
+        }
+        optional: dict[str, Value | None] = {
+            "source.ip": src,
+            "source.port": sport,
+            "destination.ip": dst,
+            "destination.port": dport,
+            "network.transport": _str(row, "proto"),
+            "network.community_id": _str(row, "community_id"),
+            "labels.zeek_uid": _str(row, "uid"),
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        related = _unique(src, dst)
+        if related:
+            fields["related.ip"] = related
+        mapper = MAPPERS.get(logtype)
+        if mapper is not None:
+            mapper(row, fields)
+        try:
+            return Event(stable_id(self.name, record.source, record.offset, record.data), timestamp, fields)
+        except EventValidationError as exc:
+            raise BadRecord(str(exc)) from exc
+
+
+register_parser(ZeekParser)

@@ -1,0 +1,1 @@
+"""Transports: how raw records reach the pipeline (syslog sockets, tailed files)."""

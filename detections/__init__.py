@@ -1,0 +1,1 @@
+"""Detections: Sigma rules, correlations and anomaly models over the event stream; alerts and incidents."""

@@ -1,0 +1,165 @@
+"""Sigma v2 correlation rules evaluated in the stream.
+
+Supported types: ``event_count``, ``value_count`` and ``temporal`` with
+``group-by`` and ``timespan``.  State is a bounded sliding window per
+(correlation, group) pair; when a correlation fires, its window is cleared so
+the next alert needs a fresh set of events.  ``temporal_ordered`` is reported
+as unsupported by :func:`unsupported_reason`, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sigma.correlations import (
+    SigmaCorrelationCondition,
+    SigmaCorrelationConditionOperator,
+    SigmaCorrelationRule,
+    SigmaCorrelationType,
+)
+
+from store.event import Event
+
+SUPPORTED = (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT, SigmaCorrelationType.TEMPORAL)
+
+#: bounds on state, so a flood of distinct groups cannot exhaust memory
+MAX_GROUPS = 100_000
+MAX_EVENTS_PER_GROUP = 10_000
+
+
+def unsupported_reason(rule: SigmaCorrelationRule) -> str | None:
+    """Why the stream evaluator cannot run this correlation, or None when it can."""
+    if rule.type not in SUPPORTED:
+        return f"correlation type {rule.type.name.lower()} is not evaluated in the stream yet"
+    if not isinstance(rule.condition, SigmaCorrelationCondition):
+        return "extended (boolean) correlation conditions are not evaluated in the stream yet"
+    if rule.type is SigmaCorrelationType.VALUE_COUNT and not rule.condition.fieldref:
+        return "value_count correlation without a condition field"
+    return None
+
+
+def _holds(condition: SigmaCorrelationCondition, value: int) -> bool:
+    op = condition.op
+    target = condition.count
+    return {
+        SigmaCorrelationConditionOperator.GTE: value >= target,
+        SigmaCorrelationConditionOperator.GT: value > target,
+        SigmaCorrelationConditionOperator.EQ: value == target,
+        SigmaCorrelationConditionOperator.LTE: value <= target,
+        SigmaCorrelationConditionOperator.LT: value < target,
+    }.get(op, False)
+
+
+def rule_key(rule: object) -> str:
+    """The id (or name) a correlation uses to reference a rule."""
+    return str(getattr(rule, "id", None) or getattr(rule, "name", None) or getattr(rule, "title", ""))
+
+
+@dataclass
+class CorrelationHit:
+    rule: SigmaCorrelationRule
+    group: tuple[tuple[str, str], ...]
+    events: list[str]
+    first: datetime
+    last: datetime
+
+
+@dataclass
+class _Window:
+    items: deque[tuple[datetime, str, str, str]] = field(default_factory=deque)  # (ts, event id, base rule, value)
+
+
+class Correlator:
+    """Feeds base-rule matches into the correlation rules that reference them."""
+
+    def __init__(self, correlations: Iterable[SigmaCorrelationRule]) -> None:
+        self.rules: list[SigmaCorrelationRule] = []
+        self._by_base: dict[str, list[SigmaCorrelationRule]] = {}
+        self._windows: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], _Window] = OrderedDict()
+        for rule in correlations:
+            if unsupported_reason(rule) is not None:
+                continue
+            self.rules.append(rule)
+            for names in self._ref_names(rule):
+                for name in names:
+                    self._by_base.setdefault(name, []).append(rule)
+
+    @property
+    def base_rules(self) -> set[str]:
+        return set(self._by_base)
+
+    def suppressed_bases(self) -> set[str]:
+        """Base rules whose own alerts are not generated (``generate: false``, the Sigma default)."""
+        return {name for name, rules in self._by_base.items() if all(not r.generate for r in rules)}
+
+    def observe(self, base: Iterable[str], event: Event) -> list[CorrelationHit]:
+        """Record that ``event`` matched the base rule(s) named in ``base``; return correlations that fire."""
+        hits: list[CorrelationHit] = []
+        seen: set[int] = set()
+        names = list(base)
+        for name in names:
+            for rule in self._by_base.get(name, ()):
+                if id(rule) in seen:
+                    continue
+                seen.add(id(rule))
+                hit = self._feed(rule, name, event)
+                if hit is not None:
+                    hits.append(hit)
+        return hits
+
+    def _feed(self, rule: SigmaCorrelationRule, base: str, event: Event) -> CorrelationHit | None:
+        group = tuple((f, str(event.get(f))) for f in rule.group_by or ())
+        if any(v == "None" for _, v in group):
+            return None  # events without the group-by field do not belong to any group
+        key = (rule_key(rule), group)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+            if len(self._windows) > MAX_GROUPS:
+                self._windows.popitem(last=False)
+        else:
+            self._windows.move_to_end(key)
+        condition = rule.condition
+        assert isinstance(condition, SigmaCorrelationCondition)
+        value = ""
+        if rule.type is SigmaCorrelationType.VALUE_COUNT:
+            fieldref = condition.fieldref
+            fname = fieldref[0] if isinstance(fieldref, list) else fieldref
+            raw = event.get(str(fname))
+            if raw is None:
+                return None
+            value = str(raw)
+        window.items.append((event.timestamp, event.id, base, value))
+        span = timedelta(seconds=rule.timespan.seconds)
+        while window.items and window.items[0][0] < event.timestamp - span:
+            window.items.popleft()
+        while len(window.items) > MAX_EVENTS_PER_GROUP:
+            window.items.popleft()
+        if rule.type is SigmaCorrelationType.EVENT_COUNT:
+            measure = len(window.items)
+        elif rule.type is SigmaCorrelationType.VALUE_COUNT:
+            measure = len({item[3] for item in window.items})
+        else:  # temporal: how many of the referenced rules matched in the window
+            have = {item[2] for item in window.items}
+            measure = sum(1 for names in self._ref_names(rule) if names & have)
+        fired = _holds(condition, measure)
+        if not fired:
+            return None
+        items = list(window.items)
+        window.items.clear()
+        return CorrelationHit(rule, group, [i[1] for i in items], items[0][0], items[-1][0])
+
+    @staticmethod
+    def _ref_names(rule: SigmaCorrelationRule) -> list[set[str]]:
+        """For each referenced rule, every name it may be matched under (reference, id, name)."""
+        out = []
+        for ref in rule.rules or ():
+            names = {ref.reference}
+            target = getattr(ref, "rule", None)
+            if target is not None:
+                names |= {str(getattr(target, "id", "") or ""), str(getattr(target, "name", "") or "")}
+            out.append(names - {""})
+        return out

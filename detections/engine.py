@@ -1,0 +1,164 @@
+"""The streaming detection engine: stored events -> rule matches -> alerts -> incidents.
+
+Implements :class:`store.StoredEventListener`; the composition root adds it to
+the ingest pipeline.  Each new event is routed to the rules of its logsource;
+single-event matches become alerts (one per rule and event, deduplicated by a
+stable id), base-rule matches feed the correlation rules, and every new alert
+goes to the incident manager.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+from detections.correlation import CorrelationHit, Correlator
+from detections.incidents import ENTITY_FIELDS, IncidentManager
+from store.base import Store
+from store.event import Event, stable_id
+from store.models import Alert, Severity
+
+log = logging.getLogger(__name__)
+
+
+class MatchingRule(Protocol):
+    """What the engine needs of a compiled rule."""
+
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+
+
+class RuleIndex(Protocol):
+    def match(self, event: Event) -> Sequence[MatchingRule]: ...
+
+
+@dataclass
+class EngineStats:
+    events: int = 0
+    matches: int = 0
+    alerts: int = 0
+
+
+def level_to_severity(level: str | None) -> Severity:
+    try:
+        return Severity.parse(level or "medium")
+    except ValueError:
+        return Severity.MEDIUM
+
+
+def entities_of(events: Sequence[Event]) -> dict[str, str]:
+    """Entity fields of the alert's events; the latest event wins on conflicts."""
+    out: dict[str, str] = {}
+    for event in events:
+        for name in ENTITY_FIELDS:
+            value = event.get(name)
+            if isinstance(value, tuple):
+                value = value[0] if value else None
+            if value is not None:
+                out[name] = str(value)
+    return out
+
+
+class DetectionEngine:
+    def __init__(
+        self,
+        store: Store,
+        rules: RuleIndex,
+        incidents: IncidentManager,
+        correlator: Correlator | None = None,
+        rule_names: dict[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.incidents = incidents
+        self.correlator = correlator or Correlator(())
+        self._suppressed = self.correlator.suppressed_bases()
+        self.rule_names = rule_names or {}  # rule id -> Sigma ``name`` (correlations may reference either)
+        self.clock = clock
+        self.stats = EngineStats()
+
+    def on_events_stored(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.evaluate(event)
+
+    def evaluate(self, event: Event) -> list[Alert]:
+        self.stats.events += 1
+        alerts: list[Alert] = []
+        matched_names: list[str] = []
+        for rule in self.rules.match(event):
+            self.stats.matches += 1
+            names = [rule.rule_id]
+            if rule.rule_id in self.rule_names:
+                names.append(self.rule_names[rule.rule_id])
+            matched_names.extend(names)
+            if any(n in self._suppressed for n in names):
+                continue  # only its correlation alerts
+            alert = self._raise(rule.rule_id, rule.title, rule.level, list(rule.tags), [event])
+            if alert is not None:
+                alerts.append(alert)
+        if matched_names:
+            for hit in self.correlator.observe(matched_names, event):
+                alert = self._raise_correlation(hit, event)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    def _raise_correlation(self, hit: CorrelationHit, last: Event) -> Alert | None:
+        rule = hit.rule
+        tags = [f"{t.namespace}.{t.name}" for t in rule.tags]
+        level = rule.level.name.lower() if rule.level else "medium"
+        return self._raise(
+            str(rule.id or rule.title),
+            rule.title,
+            level,
+            tags,
+            hit.events,
+            last=last,
+            description=f"correlation {rule.type.name.lower()} on " + ", ".join(f"{k}={v}" for k, v in hit.group),
+        )
+
+    def _raise(
+        self,
+        rule_id: str,
+        title: str,
+        level: str,
+        tags: list[str],
+        events: Sequence[Event] | list[str],
+        last: Event | None = None,
+        description: str = "",
+    ) -> Alert | None:
+        event_ids = [e if isinstance(e, str) else e.id for e in events]
+        stored = [e for e in events if isinstance(e, Event)]
+        if not stored:
+            stored = self.store.get_events(event_ids)
+            if last is not None and last.id not in {e.id for e in stored}:
+                stored.append(last)  # the triggering event may still be in this batch
+        first_time = min(e.timestamp for e in stored) if stored else (last.timestamp if last else self.clock())
+        alert = Alert(
+            id="ALR-" + stable_id(rule_id, *event_ids)[:20].upper(),
+            rule_id=rule_id,
+            rule_title=title,
+            severity=level_to_severity(level),
+            created=self.clock(),
+            event_time=first_time,
+            event_ids=tuple(event_ids),
+            entities=entities_of(stored),
+            tags=tuple(tags),
+            source="sigma",
+            description=description,
+        )
+        if not self.store.add_alert(alert):
+            return None  # the same rule on the same events alerted before (redelivery, restart)
+        self.stats.alerts += 1
+        self.incidents.handle(alert)
+        return alert

@@ -1,0 +1,793 @@
+"""Compile Sigma rules into in-process predicates and route each event to the rules that can apply.
+
+:func:`compile_rule` walks a parsed rule's condition tree (``ConditionOR`` /
+``AND`` / ``NOT`` over field/value and keyword expressions), the way pySigma
+backends do, and turns it into nested Python closures.  All per-value work
+happens at compile time: wildcard strings become ``==`` / ``startswith`` /
+``endswith`` / ``in`` tests or precompiled regular expressions, CIDRs become
+``ipaddress`` networks.  A value the matcher cannot evaluate raises
+:class:`UnsupportedRuleError` with the exact reason, which the loader reports.
+
+Matching semantics (Sigma specification v2, as pySigma and its SQLite backend read it):
+
+* strings compare case-insensitively unless ``|cased``; ``*`` and ``?`` are wildcards;
+* ``|re`` searches (unanchored) and is case-sensitive unless ``|i``;
+* ``null`` matches an absent field, ``|exists`` tests presence;
+* a keyword (a value without a field) is a substring search in ``message`` and ``event.original``;
+* an array field matches when any element matches;
+* numbers match numeric values and numeric strings (``EventID: 4688`` matches ``"4688"``);
+* ``|fieldref`` compares two fields case-insensitively.
+
+:class:`RuleSet` indexes compiled rules by their logsource and uses
+:data:`ROUTES` to decide which logsources an event belongs to, so an event is
+only evaluated against rules written for its kind of log.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.pipelines.common import windows_logsource_mapping
+from sigma.rule import SigmaRule
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaQueryExpression,
+    SigmaRegularExpression,
+    SigmaString,
+    SigmaTimestampPart,
+    SigmaType,
+    SpecialChars,
+    TimestampPart,
+)
+
+from detections.errors import DetectionError
+from store.errors import EventValidationError
+from store.event import Event, Scalar, parse_ts
+
+if TYPE_CHECKING:
+    from detections.sigma.loader import LoadReport
+
+
+class LogsourceKey(NamedTuple):
+    """A Sigma logsource as (product, category, service); ``None`` means "any"."""
+
+    product: str | None = None
+    category: str | None = None
+    service: str | None = None
+
+    def covers(self, other: LogsourceKey) -> bool:
+        """Sigma containment: every attribute this logsource states is equal in ``other``."""
+        return (
+            (self.product is None or self.product == other.product)
+            and (self.category is None or self.category == other.category)
+            and (self.service is None or self.service == other.service)
+        )
+
+
+#: One way for an event to belong to a logsource: every field must hold one of the values
+#: (compared as lower-case text).
+RouteCondition = Mapping[str, tuple[str, ...]]
+
+SYSMON_CHANNEL = "Microsoft-Windows-Sysmon/Operational"
+SECURITY_CHANNEL = "Security"
+POWERSHELL_CHANNELS = ("Microsoft-Windows-PowerShell/Operational", "PowerShellCore/Operational")
+POWERSHELL_CLASSIC_CHANNEL = "Windows PowerShell"
+
+#: Sysmon event ids of the Sigma Windows categories, with extra EventData conditions where one id
+#: carries several categories (event 12 is both a key creation and a key deletion).
+SYSMON_CATEGORIES: dict[str, tuple[tuple[str, ...], RouteCondition]] = {
+    "process_creation": (("1",), {}),
+    "file_change": (("2",), {}),
+    "network_connection": (("3",), {}),
+    "sysmon_status": (("4", "16"), {}),
+    "process_termination": (("5",), {}),
+    "driver_load": (("6",), {}),
+    "image_load": (("7",), {}),
+    "create_remote_thread": (("8",), {}),
+    "raw_access_thread": (("9",), {}),
+    "process_access": (("10",), {}),
+    "file_event": (("11",), {}),
+    "registry_add": (("12",), {"winlog.event_data.EventType": ("CreateKey",)}),
+    "registry_delete": (("12",), {"winlog.event_data.EventType": ("DeleteKey", "DeleteValue")}),
+    "registry_event": (("12", "13", "14"), {}),
+    "registry_set": (("13",), {}),
+    "registry_rename": (("14",), {}),
+    "create_stream_hash": (("15",), {}),
+    "pipe_created": (("17", "18"), {}),
+    "wmi_event": (("19", "20", "21"), {}),
+    "dns_query": (("22",), {}),
+    "file_delete": (("23", "26"), {}),
+    "clipboard_capture": (("24",), {}),
+    "process_tampering": (("25",), {}),
+    "file_executable_detected": (("29",), {}),
+    "sysmon_error": (("255",), {}),
+}
+
+#: Windows categories written by other channels than Sysmon: (channels, event ids).
+WINDOWS_CHANNEL_CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "process_creation": ((SECURITY_CHANNEL,), ("4688",)),
+    "ps_module": (POWERSHELL_CHANNELS, ("4103",)),
+    "ps_script": (POWERSHELL_CHANNELS, ("4104",)),
+    "ps_classic_start": ((POWERSHELL_CLASSIC_CHANNEL,), ("400",)),
+    "ps_classic_provider_start": ((POWERSHELL_CLASSIC_CHANNEL,), ("600",)),
+    "ps_classic_script": ((POWERSHELL_CLASSIC_CHANNEL,), ("800",)),
+}
+
+
+def _windows_routes() -> dict[LogsourceKey, tuple[RouteCondition, ...]]:
+    routes: dict[LogsourceKey, tuple[RouteCondition, ...]] = {}
+    for category, (ids, extra) in SYSMON_CATEGORIES.items():
+        routes[LogsourceKey("windows", category)] = (
+            {"event.dataset": ("windows.sysmon",), "winlog.event_id": ids, **extra},
+            {"winlog.channel": (SYSMON_CHANNEL,), "winlog.event_id": ids, **extra},
+        )
+    for category, (channels, ids) in WINDOWS_CHANNEL_CATEGORIES.items():
+        key = LogsourceKey("windows", category)
+        routes[key] = (*routes.get(key, ()), {"winlog.channel": channels, "winlog.event_id": ids})
+    # Service logsources are channels; pySigma's own table names them.
+    for service, channel in windows_logsource_mapping.items():
+        channels = (channel,) if isinstance(channel, str) else tuple(channel)
+        routes[LogsourceKey("windows", None, service)] = (
+            {"winlog.channel": channels},
+            {"event.dataset": (f"windows.{service}",)},
+        )
+    return routes
+
+
+#: Which logsources an event belongs to.  Each logsource lists alternative conditions on event
+#: fields; the event belongs to it when one alternative holds entirely.  A rule receives the
+#: event when its logsource covers one of these (a rule for ``product: windows`` covers
+#: ``windows/process_creation``).  A new collector adds its ``event.dataset`` here.
+ROUTES: dict[LogsourceKey, tuple[RouteCondition, ...]] = {
+    LogsourceKey("citysoc", None, "camera"): ({"event.dataset": ("camera.platform",)},),
+    LogsourceKey("citysoc", None, "mqtt"): ({"event.dataset": ("iot.mqtt",)},),
+    LogsourceKey("zeek", None, "modbus"): ({"event.dataset": ("zeek.modbus",)},),
+    LogsourceKey("zeek", None, "conn"): ({"event.dataset": ("zeek.conn",)},),
+    LogsourceKey("linux"): ({"host.os.type": ("linux",)},),
+    LogsourceKey("linux", None, "syslog"): ({"event.dataset": ("syslog",)},),
+    LogsourceKey("linux", None, "auth"): ({"event.dataset": ("linux.auth",)},),
+    # sshd lines arrive in the syslog stream; the program name tells them apart.
+    LogsourceKey("linux", None, "sshd"): tuple(
+        {"event.dataset": ("syslog", "linux.auth"), program: ("sshd",)}
+        for program in ("log.syslog.appname", "process.name", "event.provider")
+    ),
+    LogsourceKey("windows"): ({"host.os.type": ("windows",)},),
+    **_windows_routes(),
+}
+
+#: Fields a keyword (a detection value without a field) is searched in.
+KEYWORD_FIELDS: tuple[str, ...] = ("message", "event.original")
+
+
+class UnsupportedRuleError(DetectionError):
+    """The rule is valid Sigma, but this matcher cannot evaluate it; ``reason`` says why."""
+
+    def __init__(self, reason: str, title: str | None = None) -> None:
+        self.reason = reason
+        self.title = title
+        super().__init__(f"rule {title!r}: {reason}" if title else reason)
+
+
+class RuleSetError(DetectionError):
+    """A rule set cannot be built (duplicate rule ids)."""
+
+
+def _text(value: Scalar) -> str:
+    """Event values as Sigma sees them: text, with booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+class MatchContext:
+    """One event under evaluation, with its lower-cased text values cached across rules."""
+
+    __slots__ = ("_lower", "event")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self._lower: dict[str, str | tuple[str, ...] | None] = {}
+
+    def raw(self, name: str) -> Scalar | tuple[Scalar, ...] | None:
+        value: Scalar | tuple[Scalar, ...] | None = self.event.get(name)
+        return value
+
+    def lower(self, name: str) -> str | tuple[str, ...] | None:
+        try:
+            return self._lower[name]
+        except KeyError:
+            pass
+        value = self.event.get(name)
+        out: str | tuple[str, ...] | None
+        if value is None:
+            out = None
+        elif isinstance(value, tuple):
+            out = tuple(_text(item).lower() for item in value)
+        else:
+            out = _text(value).lower()
+        self._lower[name] = out
+        return out
+
+
+Predicate = Callable[[MatchContext], bool]
+TextTest = Callable[[str], bool]
+ValueTest = Callable[[Scalar], bool]
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A Sigma rule ready to run on events."""
+
+    rule_id: str
+    title: str
+    level: str
+    tags: tuple[str, ...]
+    logsource: LogsourceKey
+    fields_used: tuple[str, ...]
+    predicate: Predicate = field(repr=False, compare=False)
+    name: str | None = None
+
+    def match(self, event: Event) -> bool:
+        return self.predicate(MatchContext(event))
+
+    def match_context(self, context: MatchContext) -> bool:
+        """Match with a shared context, so text values are lower-cased once per event."""
+        return self.predicate(context)
+
+
+# ---------------------------------------------------------------- boolean combinators
+
+
+def _any(preds: Sequence[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    items = tuple(preds)
+
+    def pred(ctx: MatchContext) -> bool:
+        # A plain loop: any() would build a generator per call, and this runs per rule per event.
+        for p in items:  # noqa: SIM110
+            if p(ctx):
+                return True
+        return False
+
+    return pred
+
+
+def _all(preds: Sequence[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    items = tuple(preds)
+
+    def pred(ctx: MatchContext) -> bool:
+        for p in items:  # noqa: SIM110 -- no generator per call, as in _any
+            if not p(ctx):
+                return False
+        return True
+
+    return pred
+
+
+def _not(inner: Predicate) -> Predicate:
+    return lambda ctx: not inner(ctx)
+
+
+def _any_test(tests: Sequence[TextTest]) -> TextTest:
+    if len(tests) == 1:
+        return tests[0]
+    items = tuple(tests)
+
+    def test(text: str) -> bool:
+        for t in items:  # noqa: SIM110 -- no generator per call, as in _any
+            if t(text):
+                return True
+        return False
+
+    return test
+
+
+def _contains_test(needles: Sequence[str]) -> TextTest:
+    if len(needles) == 1:
+        needle = needles[0]
+        return lambda text: needle in text
+    items = tuple(needles)
+
+    def test(text: str) -> bool:
+        for needle in items:  # noqa: SIM110 -- no generator per call, as in _any
+            if needle in text:
+                return True
+        return False
+
+    return test
+
+
+# ---------------------------------------------------------------- strings
+
+
+def _string_parts(value: SigmaString) -> list[str | SpecialChars]:
+    """Plain text runs and wildcards, adjacent text runs joined; placeholders are unsupported."""
+    parts: list[str | SpecialChars] = []
+    for part in value.s:
+        if isinstance(part, Placeholder):
+            raise UnsupportedRuleError(
+                f"value placeholder %{part.name}% (expand modifier) has no value list in the CitySOC pipeline"
+            )
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] = parts[-1] + part
+        else:
+            parts.append(part)
+    return parts
+
+
+def _strings_test(values: Sequence[SigmaString], cased: bool) -> TextTest:
+    """One test for OR-ed string values: set lookup, prefix/suffix tuples, substrings, then regexes."""
+    fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
+    equal: set[str] = set()
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    needles: list[str] = []
+    patterns: list[str] = []
+    anything = False
+    multi = SpecialChars.WILDCARD_MULTI
+    for value in values:
+        parts = _string_parts(value)
+        texts = [p for p in parts if isinstance(p, str)]
+        if not parts:
+            equal.add("")
+        elif len(parts) == 1 and isinstance(parts[0], str):
+            equal.add(fold(parts[0]))
+        elif parts == [multi]:
+            anything = True
+        elif len(parts) == 2 and parts[1] is multi and isinstance(parts[0], str):
+            prefixes.append(fold(parts[0]))
+        elif len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
+            suffixes.append(fold(parts[1]))
+        elif len(parts) == 3 and parts[0] is multi and parts[2] is multi and len(texts) == 1:
+            needles.append(fold(texts[0]))
+        else:
+            patterns.append(
+                "".join(
+                    re.escape(fold(p)) if isinstance(p, str) else (".*" if p is multi else ".")
+                    for p in parts
+                )
+            )
+    if anything:
+        return lambda text: True
+    tests: list[TextTest] = []
+    if equal:
+        tests.append(frozenset(equal).__contains__)
+    if prefixes:
+        prefix_tuple = tuple(prefixes)
+        tests.append(lambda text: text.startswith(prefix_tuple))
+    if suffixes:
+        suffix_tuple = tuple(suffixes)
+        tests.append(lambda text: text.endswith(suffix_tuple))
+    if needles:
+        tests.append(_contains_test(needles))
+    if patterns:
+        # Wildcards span line breaks: a "*" in a command-line rule must not stop at a newline.
+        regex = re.compile("|".join(f"(?:{p})" for p in patterns), re.DOTALL)
+        tests.append(lambda text: regex.fullmatch(text) is not None)
+    return _any_test(tests)
+
+
+# ---------------------------------------------------------------- leaves
+
+
+def _lower_leaf(name: str, test: TextTest) -> Predicate:
+    def pred(ctx: MatchContext) -> bool:
+        value = ctx.lower(name)
+        if type(value) is str:  # the common case first: this is the innermost loop
+            return test(value)
+        if value is None:
+            return False
+        return any(test(item) for item in value)
+
+    return pred
+
+
+def _raw_leaf(name: str, test: ValueTest) -> Predicate:
+    def pred(ctx: MatchContext) -> bool:
+        value = ctx.raw(name)
+        if value is None:
+            return False
+        if isinstance(value, tuple):
+            return any(test(item) for item in value)
+        return test(value)
+
+    return pred
+
+
+def _as_number(value: Scalar) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+_COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
+    CompareOperators.LT: operator.lt,
+    CompareOperators.LTE: operator.le,
+    CompareOperators.GT: operator.gt,
+    CompareOperators.GTE: operator.ge,
+    CompareOperators.NEQ: operator.ne,
+}
+
+_TIMESTAMP_PART: dict[TimestampPart, Callable[[str], int]] = {
+    TimestampPart.MINUTE: lambda text: parse_ts(text).minute,
+    TimestampPart.HOUR: lambda text: parse_ts(text).hour,
+    TimestampPart.DAY: lambda text: parse_ts(text).day,
+    TimestampPart.WEEK: lambda text: parse_ts(text).isocalendar().week,
+    TimestampPart.MONTH: lambda text: parse_ts(text).month,
+    TimestampPart.YEAR: lambda text: parse_ts(text).year,
+}
+
+
+def _number_test(number: float) -> ValueTest:
+    def test(value: Scalar) -> bool:
+        as_number = _as_number(value)
+        return as_number is not None and as_number == number
+
+    return test
+
+
+def _bool_test(expected: bool) -> ValueTest:
+    text = "true" if expected else "false"
+
+    def test(value: Scalar) -> bool:
+        if isinstance(value, bool):
+            return value is expected
+        return isinstance(value, str) and value.lower() == text
+
+    return test
+
+
+def _regex_test(value: SigmaRegularExpression) -> ValueTest:
+    flags = 0
+    for flag in value.flags:
+        flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
+    regex = re.compile(str(value.regexp), flags)
+    return lambda v: regex.search(_text(v)) is not None
+
+
+def _cidr_test(value: SigmaCIDRExpression) -> ValueTest:
+    network = value.network
+
+    def test(v: Scalar) -> bool:
+        if not isinstance(v, str):
+            return False
+        try:
+            return ipaddress.ip_address(v) in network
+        except ValueError:
+            return False
+
+    return test
+
+
+def _compare_test(value: SigmaCompareExpression) -> ValueTest:
+    compare = _COMPARE[value.op]
+    bound = value.number.number
+
+    def test(v: Scalar) -> bool:
+        as_number = _as_number(v)
+        return as_number is not None and compare(as_number, bound)
+
+    return test
+
+
+def _timestamp_part_test(value: SigmaTimestampPart) -> ValueTest:
+    part = _TIMESTAMP_PART[value.timestamp_part]
+    expected = value.number
+
+    def test(v: Scalar) -> bool:
+        if not isinstance(v, str):
+            return False
+        try:
+            return part(v) == expected
+        except EventValidationError:
+            return False
+
+    return test
+
+
+def _null_pred(name: str, present_wanted: bool) -> Predicate:
+    def pred(ctx: MatchContext) -> bool:
+        value = ctx.raw(name)
+        present = value is not None and value != ()
+        return present is present_wanted
+
+    return pred
+
+
+def _fieldref_pred(name: str, ref: SigmaFieldReference) -> Predicate:
+    compare: Callable[[str, str], bool]
+    if ref.starts_with and ref.ends_with:
+        compare = operator.contains
+    elif ref.starts_with:
+        compare = str.startswith
+    elif ref.ends_with:
+        compare = str.endswith
+    else:
+        compare = operator.eq
+    other_name = ref.field
+
+    def pred(ctx: MatchContext) -> bool:
+        mine = ctx.lower(name)
+        other = ctx.lower(other_name)
+        if mine is None or other is None:
+            return False
+        mine_items = mine if isinstance(mine, tuple) else (mine,)
+        other_items = other if isinstance(other, tuple) else (other,)
+        return any(compare(a, b) for a in mine_items for b in other_items)
+
+    return pred
+
+
+def _flatten(values: Iterable[SigmaType]) -> Iterator[SigmaType]:
+    """Expansions (windash, base64offset) are OR-ed alternatives, whatever encloses them."""
+    for value in values:
+        if isinstance(value, SigmaExpansion):
+            yield from _flatten(value.values)
+        else:
+            yield value
+
+
+def _value_test(value: SigmaType) -> ValueTest:
+    """Test for one non-string value on a raw event value."""
+    if isinstance(value, SigmaTimestampPart):  # before SigmaNumber, its base class
+        return _timestamp_part_test(value)
+    if isinstance(value, SigmaNumber):
+        return _number_test(value.number)
+    if isinstance(value, SigmaBool):
+        return _bool_test(value.boolean)
+    if isinstance(value, SigmaRegularExpression):
+        if value.regexp.contains_placeholder():
+            raise UnsupportedRuleError("regular expression with a value placeholder (expand modifier)")
+        return _regex_test(value)
+    if isinstance(value, SigmaCIDRExpression):
+        return _cidr_test(value)
+    if isinstance(value, SigmaCompareExpression):
+        return _compare_test(value)
+    if isinstance(value, SigmaQueryExpression):
+        raise UnsupportedRuleError(f"backend query expression {value.expr!r} cannot be evaluated in-process")
+    raise UnsupportedRuleError(f"values of type {type(value).__name__} are not supported")
+
+
+def _field_pred(name: str, values: Iterable[SigmaType], used: set[str]) -> Predicate:
+    """OR of ``name == value`` over ``values``; string values share one combined test."""
+    used.add(name)
+    plain: list[SigmaString] = []
+    cased: list[SigmaString] = []
+    preds: list[Predicate] = []
+    for value in _flatten(values):
+        if isinstance(value, SigmaCasedString):
+            cased.append(value)
+        elif isinstance(value, SigmaString):
+            plain.append(value)
+        elif isinstance(value, SigmaNull):
+            preds.append(_null_pred(name, present_wanted=False))
+        elif isinstance(value, SigmaExists):
+            preds.append(_null_pred(name, present_wanted=value.exists))
+        elif isinstance(value, SigmaFieldReference):
+            used.add(value.field)
+            preds.append(_fieldref_pred(name, value))
+        else:
+            preds.append(_raw_leaf(name, _value_test(value)))
+    if plain:
+        preds.insert(0, _lower_leaf(name, _strings_test(plain, cased=False)))
+    if cased:
+        cased_test = _strings_test(cased, cased=True)
+        preds.insert(0, _raw_leaf(name, lambda v: cased_test(_text(v))))
+    return _any(preds)
+
+
+def _keyword_value(value: SigmaType) -> SigmaType:
+    """Keywords are substring searches, as when pySigma maps a keyword onto a field."""
+    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart):
+        value = SigmaString(str(value.number))
+    if isinstance(value, SigmaString):  # concatenation keeps the class, so |cased survives
+        if not value.startswith(SpecialChars.WILDCARD_MULTI):
+            value = SpecialChars.WILDCARD_MULTI + value
+        if not value.endswith(SpecialChars.WILDCARD_MULTI):
+            value = value + SpecialChars.WILDCARD_MULTI
+        return value
+    if isinstance(value, SigmaRegularExpression):
+        return value
+    raise UnsupportedRuleError(f"keyword values of type {type(value).__name__} are not supported")
+
+
+def _keyword_pred(values: Iterable[SigmaType], used: set[str]) -> Predicate:
+    keywords = [_keyword_value(v) for v in _flatten(values)]
+    return _any([_field_pred(name, keywords, used) for name in KEYWORD_FIELDS])
+
+
+# ---------------------------------------------------------------- condition tree
+
+ConditionNode = object
+
+
+def _compile_node(node: ConditionNode, used: set[str]) -> Predicate:
+    if isinstance(node, ConditionOR):
+        return _compile_or(node.args, used)
+    if isinstance(node, ConditionAND):
+        return _all([_compile_node(arg, used) for arg in node.args])
+    if isinstance(node, ConditionNOT):
+        return _not(_compile_node(node.args[0], used))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_pred(node.field, [node.value], used)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword_pred([node.value], used)
+    raise UnsupportedRuleError(f"condition element {type(node).__name__} is not supported")
+
+
+def _compile_or(args: Sequence[ConditionNode], used: set[str]) -> Predicate:
+    """OR-ed leaves on the same field become one leaf, so a value list costs one field lookup."""
+    by_field: dict[str, list[SigmaType]] = {}
+    keywords: list[SigmaType] = []
+    others: list[Predicate] = []
+    for arg in args:
+        if isinstance(arg, ConditionFieldEqualsValueExpression):
+            by_field.setdefault(arg.field, []).append(arg.value)
+        elif isinstance(arg, ConditionValueExpression):
+            keywords.append(arg.value)
+        else:
+            others.append(_compile_node(arg, used))
+    preds = [_field_pred(name, values, used) for name, values in by_field.items()]
+    if keywords:
+        preds.append(_keyword_pred(keywords, used))
+    return _any(preds + others)
+
+
+def compile_rule(rule: SigmaRule) -> CompiledRule:
+    """Compile a parsed rule (after the processing pipeline) into a :class:`CompiledRule`.
+
+    Raises :class:`UnsupportedRuleError` for valid Sigma this matcher cannot evaluate, and
+    pySigma's ``SigmaError`` when the condition itself is invalid (it is parsed here).
+    """
+    used: set[str] = set()
+    try:
+        branches: list[Predicate] = []
+        for condition in rule.detection.parsed_condition:
+            tree = condition.parsed
+            if tree is None:
+                raise UnsupportedRuleError("the condition is empty after field processing")
+            branches.append(_compile_node(tree, used))
+        if not branches:
+            raise UnsupportedRuleError("the rule has no condition")
+    except UnsupportedRuleError as exc:
+        raise UnsupportedRuleError(exc.reason, rule.title) from exc
+    logsource = LogsourceKey(rule.logsource.product, rule.logsource.category, rule.logsource.service)
+    return CompiledRule(
+        rule_id=str(rule.id) if rule.id is not None else rule.title,
+        title=rule.title,
+        # Sigma makes the level optional; the detection engine treats a missing one as medium.
+        level=str(rule.level.name).lower() if rule.level is not None else "medium",
+        tags=tuple(str(tag) for tag in rule.tags),
+        logsource=logsource,
+        fields_used=tuple(sorted(used)),
+        predicate=_any(branches),  # several conditions in one rule are alternatives
+        name=rule.name,
+    )
+
+
+def compile_collection(report: LoadReport) -> list[CompiledRule]:
+    """The compiled rules of a load report (the loader compiles every rule it reports as loaded)."""
+    return [entry.compiled for entry in report.loaded if entry.compiled is not None]
+
+
+# ---------------------------------------------------------------- routing
+
+
+class _Router:
+    """ROUTES indexed by the first condition of each alternative, so an event checks only candidates."""
+
+    def __init__(self, routes: Mapping[LogsourceKey, Sequence[RouteCondition]]) -> None:
+        self.index: dict[tuple[str, str], list[tuple[LogsourceKey, tuple[tuple[str, frozenset[str]], ...]]]] = {}
+        for logsource, alternatives in routes.items():
+            for alternative in alternatives:
+                if not alternative:
+                    raise RuleSetError(f"route for {logsource} has an empty condition")
+                checks = tuple((name, frozenset(v.lower() for v in values)) for name, values in alternative.items())
+                anchor_name, anchor_values = checks[0]
+                for anchor in anchor_values:
+                    self.index.setdefault((anchor_name, anchor), []).append((logsource, checks[1:]))
+        self.anchor_fields = tuple(sorted({name for name, _ in self.index}))
+
+    def logsources(self, ctx: MatchContext) -> frozenset[LogsourceKey]:
+        found: set[LogsourceKey] = set()
+        for name in self.anchor_fields:
+            value = ctx.lower(name)
+            if value is None:
+                continue
+            for item in value if isinstance(value, tuple) else (value,):
+                for logsource, checks in self.index.get((name, item), ()):
+                    if logsource not in found and all(_holds(ctx, n, allowed) for n, allowed in checks):
+                        found.add(logsource)
+        return frozenset(found)
+
+
+def _holds(ctx: MatchContext, name: str, allowed: frozenset[str]) -> bool:
+    value = ctx.lower(name)
+    if value is None:
+        return False
+    if isinstance(value, tuple):
+        return any(item in allowed for item in value)
+    return value in allowed
+
+
+class RuleSet:
+    """Compiled rules indexed by logsource; :meth:`match` evaluates an event only against its logsources."""
+
+    def __init__(
+        self,
+        rules: Iterable[CompiledRule],
+        routes: Mapping[LogsourceKey, Sequence[RouteCondition]] | None = None,
+    ) -> None:
+        self.rules: tuple[CompiledRule, ...] = tuple(rules)
+        seen: dict[str, CompiledRule] = {}
+        for rule in self.rules:
+            first = seen.setdefault(rule.rule_id, rule)
+            if first is not rule:
+                raise RuleSetError(f"duplicate rule id {rule.rule_id} ({first.title!r} and {rule.title!r})")
+        self.routes = dict(ROUTES if routes is None else routes)
+        self._router = _Router(self.routes)
+        self._by_logsource: dict[LogsourceKey, tuple[CompiledRule, ...]] = {}
+        for rule in self.rules:
+            self._by_logsource[rule.logsource] = (*self._by_logsource.get(rule.logsource, ()), rule)
+        self._candidates: dict[frozenset[LogsourceKey], tuple[CompiledRule, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self) -> Iterator[CompiledRule]:
+        return iter(self.rules)
+
+    def logsources(self, event: Event) -> frozenset[LogsourceKey]:
+        """The logsources an event belongs to, per the routing table."""
+        return self._router.logsources(MatchContext(event))
+
+    def routable(self, rule: CompiledRule) -> bool:
+        """Whether any routed logsource can ever deliver events to ``rule``."""
+        return any(rule.logsource.covers(logsource) for logsource in self.routes)
+
+    def candidates_for(self, logsources: frozenset[LogsourceKey]) -> tuple[CompiledRule, ...]:
+        cached = self._candidates.get(logsources)
+        if cached is None:
+            cached = tuple(
+                rule
+                for key, rules in self._by_logsource.items()
+                if any(key.covers(logsource) for logsource in logsources)
+                for rule in rules
+            )
+            self._candidates[logsources] = cached  # bounded by the distinct logsource sets seen
+        return cached
+
+    def match(self, event: Event) -> list[CompiledRule]:
+        """The rules that match ``event``, in load order within each logsource."""
+        ctx = MatchContext(event)
+        return [rule for rule in self.candidates_for(self._router.logsources(ctx)) if rule.predicate(ctx)]

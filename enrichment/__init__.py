@@ -1,0 +1,1 @@
+"""Enrichment: the system register (assets, security levels) and threat intel."""

@@ -1,0 +1,1 @@
+"""Playbooks: SOAR response as data, run by a state-machine engine on Celery workers."""

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: ruff, mypy, import-linter contracts, pytest. Installs what it needs.
+source "$(dirname "$0")/_setup.sh"
+ensure_venv test
+apt_install redis-server || log "redis-server unavailable: Redis broker tests will be skipped"
+export PATH="$REPO/.venv/bin:$PATH"
+PACKAGES=(store collectors enrichment detections playbooks console lab)
+
+log "ruff"
+ruff check .
+log "mypy"
+mypy "${PACKAGES[@]}"
+log "import-linter"
+lint-imports
+log "pytest"
+pytest -q "$@"

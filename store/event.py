@@ -1,0 +1,229 @@
+"""The one typed event record every collector emits.
+
+An :class:`Event` is immutable.  Its fields are a flat mapping of dotted ECS
+names (``source.ip``, ``ot.function``) to whitelisted simple values, validated
+against :mod:`store.schema` when the event is built.  ``to_document`` gives the
+nested ECS JSON form used for storage, export and the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+from store.errors import EventValidationError
+from store.schema import SCHEMA_VERSION, FieldType, lookup
+
+Scalar = str | int | float | bool
+Value = Scalar | tuple[Scalar, ...]
+
+_SCALARS = (str, int, float, bool)
+
+
+def utc(ts: datetime) -> datetime:
+    """``ts`` as an aware UTC datetime; naive values are taken as UTC."""
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc)
+
+
+def format_ts(ts: datetime) -> str:
+    """ISO 8601 with microseconds and ``Z``, sortable as text."""
+    return utc(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp (``Z`` or offset); naive means UTC."""
+    try:
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError as exc:
+        raise EventValidationError(f"not an ISO 8601 timestamp: {text!r}") from exc
+
+
+def stable_id(*parts: str) -> str:
+    """A deterministic event id from provenance (source, offset) or content."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:32]
+
+
+def _check_scalar(name: str, ftype: FieldType, value: Any) -> Scalar:
+    if not isinstance(value, _SCALARS):
+        raise EventValidationError(
+            f"field {name!r}: value of type {type(value).__name__} is not allowed (strings, numbers and booleans only)"
+        )
+    if ftype is FieldType.IP:
+        try:
+            return str(ipaddress.ip_address(str(value)))
+        except ValueError as exc:
+            raise EventValidationError(f"field {name!r}: {value!r} is not an IP address") from exc
+    if ftype is FieldType.LONG:
+        if isinstance(value, bool):
+            raise EventValidationError(f"field {name!r}: boolean given for an integer field")
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError as exc:
+                raise EventValidationError(f"field {name!r}: {value!r} is not an integer") from exc
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise EventValidationError(f"field {name!r}: {value!r} is not an integer")
+            return int(value)
+        return value
+    if ftype is FieldType.DOUBLE:
+        if isinstance(value, bool):
+            raise EventValidationError(f"field {name!r}: boolean given for a number field")
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise EventValidationError(f"field {name!r}: {value!r} is not a number") from exc
+    if ftype is FieldType.BOOLEAN:
+        if not isinstance(value, bool):
+            raise EventValidationError(f"field {name!r}: {value!r} is not a boolean")
+        return value
+    if ftype is FieldType.DATE:
+        if isinstance(value, str):
+            return format_ts(parse_ts(value))
+        raise EventValidationError(f"field {name!r}: dates are ISO 8601 strings")
+    if ftype in (FieldType.KEYWORD, FieldType.TEXT):
+        return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return value  # flattened sub-keys keep their simple type
+
+
+def validate_field(name: str, value: Any) -> Value:
+    """Check one field against the schema and return its normalised value."""
+    spec = lookup(name)
+    if spec is None:
+        raise EventValidationError(f"unknown field {name!r} (not in the CitySOC event schema)")
+    if isinstance(value, (list, tuple)):
+        if not spec.array and spec.type is not FieldType.FLATTENED:
+            raise EventValidationError(f"field {name!r} is not an array field")
+        return tuple(_check_scalar(name, spec.type, item) for item in value)
+    if spec.array:
+        return (_check_scalar(name, spec.type, value),)
+    return _check_scalar(name, spec.type, value)
+
+
+def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Flatten a nested ECS document into dotted names.
+
+    Descends until the name is a declared field: a flattened field's object is
+    expanded one key at a time, a declared scalar field is yielded as is.
+    """
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            spec = lookup(name)
+            if spec is not None and spec.name == name and spec.type is not FieldType.FLATTENED:
+                yield name, value  # rejected by validation with its name
+            else:
+                yield from flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+@dataclass(frozen=True)
+class Event:
+    """One normalised, validated event."""
+
+    id: str
+    timestamp: datetime
+    fields: Mapping[str, Value] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.id or not isinstance(self.id, str):
+            raise EventValidationError("event id must be a non-empty string")
+        object.__setattr__(self, "timestamp", utc(self.timestamp))
+        clean: dict[str, Value] = {}
+        for name, value in self.fields.items():
+            if name in ("@timestamp", "event.id"):
+                continue  # carried by the record itself
+            if value is None:
+                continue
+            clean[name] = validate_field(name, value)
+        object.__setattr__(self, "fields", MappingProxyType(clean))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A field by dotted name; ``@timestamp`` and ``event.id`` included."""
+        if name == "@timestamp":
+            return format_ts(self.timestamp)
+        if name == "event.id":
+            return self.id
+        return self.fields.get(name, default)
+
+    def replace(self, **changes: Value | None) -> Event:
+        """A new event with fields added, changed or (value ``None``) removed."""
+        merged: dict[str, Value] = dict(self.fields)
+        for name, value in changes.items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = value
+        return Event(id=self.id, timestamp=self.timestamp, fields=merged)
+
+    def with_fields(self, values: Mapping[str, Value]) -> Event:
+        merged = dict(self.fields)
+        merged.update(values)
+        return Event(id=self.id, timestamp=self.timestamp, fields=merged)
+
+    def flat(self) -> dict[str, Value]:
+        """All fields, dotted, including ``@timestamp`` and ``event.id``."""
+        out: dict[str, Value] = {"@timestamp": format_ts(self.timestamp), "event.id": self.id}
+        out.update(self.fields)
+        return out
+
+    def to_document(self) -> dict[str, Any]:
+        """Nested ECS JSON document."""
+        doc: dict[str, Any] = {}
+        for name, value in self.flat().items():
+            spec = lookup(name)
+            if spec is not None and spec.type is FieldType.FLATTENED and spec.name != name:
+                parts = [*spec.name.split("."), name[len(spec.name) + 1 :]]
+            else:
+                parts = name.split(".") if name != "@timestamp" else [name]
+            node = doc
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = list(value) if isinstance(value, tuple) else value
+        doc.setdefault("ecs", {})["version"] = "8.11.0"
+        doc["citysoc"] = {"schema_version": self.schema_version}
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_document(), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> Event:
+        """Build an event from a nested (or dotted) ECS document."""
+        body = dict(doc)
+        body.pop("ecs", None)
+        meta = body.pop("citysoc", None) or {}
+        flat = dict(flatten(body))
+        ts_raw = flat.pop("@timestamp", None)
+        if not isinstance(ts_raw, str):
+            raise EventValidationError("document has no '@timestamp' string")
+        event_id = flat.pop("event.id", None)
+        if not isinstance(event_id, str) or not event_id:
+            event_id = stable_id(json.dumps(doc, sort_keys=True, default=str))
+        version = meta.get("schema_version", SCHEMA_VERSION) if isinstance(meta, Mapping) else SCHEMA_VERSION
+        if version != SCHEMA_VERSION:
+            raise EventValidationError(
+                f"schema version {version!r} is not supported (this build reads {SCHEMA_VERSION})"
+            )
+        return cls(id=event_id, timestamp=parse_ts(ts_raw), fields=flat)
+
+    @classmethod
+    def from_json(cls, text: str) -> Event:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EventValidationError(f"invalid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise EventValidationError("event JSON must be an object")
+        return cls.from_document(doc)

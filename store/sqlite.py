@@ -1,0 +1,773 @@
+"""Embedded store: one SQLite database (WAL, JSON1, FTS5) under ``CITYSOC_HOME``.
+
+Each thread of each process opens its own connection; WAL lets readers run
+beside one writer, ``busy_timeout`` and ``BEGIN IMMEDIATE`` serialise writers
+across processes (collector, worker, console).  Every query is parameterised:
+event content never reaches SQL text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from store.base import Store
+from store.errors import AuditChainBroken, Conflict, NotFound, StoreError
+from store.event import Event, format_ts, parse_ts
+from store.models import (
+    Alert,
+    AuditEntry,
+    DeadLetter,
+    Incident,
+    IncidentStatus,
+    PlaybookRun,
+    RunStatus,
+    Severity,
+    StepRecord,
+    StepStatus,
+    TimelineEntry,
+    User,
+)
+from store.schema import FIELDS, FieldType
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    ts TEXT NOT NULL,
+    ingested TEXT NOT NULL,
+    dataset TEXT,
+    doc TEXT NOT NULL CHECK (json_valid(doc))
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_dataset_ts ON events(dataset, ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(id UNINDEXED, body, tokenize='unicode61');
+CREATE TABLE IF NOT EXISTS event_terms (
+    field TEXT NOT NULL, value TEXT NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (field, value, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, source TEXT NOT NULL, offset TEXT NOT NULL,
+    reason TEXT NOT NULL, raw TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    rule_id TEXT NOT NULL, rule_title TEXT NOT NULL, severity INTEGER NOT NULL,
+    created TEXT NOT NULL, event_time TEXT NOT NULL,
+    event_ids TEXT NOT NULL, entities TEXT NOT NULL, tags TEXT NOT NULL,
+    source TEXT NOT NULL, description TEXT NOT NULL, incident_id TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_incident ON alerts(incident_id);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL, severity INTEGER NOT NULL, status TEXT NOT NULL,
+    created TEXT NOT NULL, updated TEXT NOT NULL,
+    first_event_time TEXT NOT NULL, last_event_time TEXT NOT NULL,
+    group_key TEXT NOT NULL, entities TEXT NOT NULL, tags TEXT NOT NULL,
+    alert_count INTEGER NOT NULL, mttd_seconds REAL,
+    assignee TEXT, verdict TEXT
+);
+CREATE INDEX IF NOT EXISTS incidents_group ON incidents(group_key, last_event_time);
+CREATE INDEX IF NOT EXISTS incidents_created ON incidents(created);
+CREATE TABLE IF NOT EXISTS incident_timeline (
+    incident_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL,
+    kind TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (incident_id, seq)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, playbook TEXT NOT NULL, playbook_version TEXT NOT NULL,
+    incident_id TEXT, status TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
+    drill INTEGER NOT NULL, error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
+CREATE TABLE IF NOT EXISTS run_steps (
+    run_id TEXT NOT NULL, ref TEXT NOT NULL, action TEXT NOT NULL, status TEXT NOT NULL,
+    attempt INTEGER NOT NULL, started TEXT, finished TEXT,
+    inputs TEXT NOT NULL, output TEXT, error TEXT, pos INTEGER NOT NULL,
+    PRIMARY KEY (run_id, ref)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    object TEXT NOT NULL, details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL, created TEXT NOT NULL
+);
+"""
+
+#: Fields indexed for exact-match filters and entity pivots.
+TERM_FIELDS: tuple[str, ...] = tuple(
+    name
+    for name, spec in FIELDS.items()
+    if spec.type in (FieldType.KEYWORD, FieldType.IP)
+    and (name.split(".")[0] in ("source", "destination", "host", "user", "iot", "ot", "asset", "event"))
+    and name not in ("event.original", "event.id")
+)
+
+GENESIS = "0" * 64
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _audit_hash(seq: int, at: str, actor: str, action: str, obj: str, details: str, prev: str) -> str:
+    payload = _dumps([seq, at, actor, action, obj, json.loads(details), prev])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _fts_body(event: Event) -> str:
+    parts: list[str] = []
+    for value in event.fields.values():
+        if isinstance(value, tuple):
+            parts.extend(str(v) for v in value)
+        else:
+            parts.append(str(value))
+    return " ".join(parts)
+
+
+class SQLiteStore(Store):
+    """The embedded default backend."""
+
+    name: ClassVar[str] = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._conn().executescript(SCHEMA)
+
+    # connections ------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open embedded store at {self.path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def release(self) -> None:
+        """Close this thread's connection (web servers call it at the end of each request)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):  # closing a broken connection must not fail close()
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # events -----------------------------------------------------------------------
+    def put_events(self, events: Sequence[Event]) -> list[Event]:
+        if not events:
+            return []
+        stored: list[Event] = []
+        ingested = format_ts(_now())
+        with self._write() as conn:
+            for event in events:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)",
+                    (event.id, format_ts(event.timestamp), ingested, event.get("event.dataset"), event.to_json()),
+                )
+                if cur.rowcount == 0:
+                    continue
+                conn.execute("INSERT INTO events_fts(id, body) VALUES (?,?)", (event.id, _fts_body(event)))
+                terms = []
+                for name in TERM_FIELDS:
+                    value = event.fields.get(name)
+                    if value is None:
+                        continue
+                    for item in value if isinstance(value, tuple) else (value,):
+                        terms.append((name, str(item), event.id))
+                conn.executemany("INSERT OR IGNORE INTO event_terms VALUES (?,?,?)", terms)
+                stored.append(event)
+        return stored
+
+    @staticmethod
+    def _event(row: sqlite3.Row) -> Event:
+        return Event.from_json(row["doc"])
+
+    def get_event(self, event_id: str) -> Event:
+        row = self._conn().execute("SELECT doc FROM events WHERE id=?", (event_id,)).fetchone()
+        if row is None:
+            raise NotFound("event", event_id)
+        return self._event(row)
+
+    def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        out: list[Event] = []
+        ids = list(dict.fromkeys(event_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT doc FROM events WHERE id IN ({marks})"  # noqa: S608 - placeholders only
+            rows = self._conn().execute(sql, chunk).fetchall()
+            out.extend(self._event(r) for r in rows)
+        return sorted(out, key=lambda e: (e.timestamp, e.id))
+
+    def search_events(
+        self,
+        text: str | None = None,
+        filters: Mapping[str, str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Event]:
+        where: list[str] = []
+        params: list[Any] = []
+        if text:
+            where.append("e.id IN (SELECT id FROM events_fts WHERE events_fts MATCH ?)")
+            params.append(_fts_query(text))
+        for name, value in (filters or {}).items():
+            if name in TERM_FIELDS:
+                where.append("e.id IN (SELECT event_id FROM event_terms WHERE field=? AND value=?)")
+                params.extend([name, value])
+            elif name in FIELDS or name == "event.id":
+                where.append("json_extract(e.doc, ?) = ?")
+                params.extend([_json_path(name), value])
+            else:
+                raise StoreError(f"unknown field {name!r} in search filter")
+        if start is not None:
+            where.append("e.ts >= ?")
+            params.append(format_ts(start))
+        if end is not None:
+            where.append("e.ts < ?")
+            params.append(format_ts(end))
+        sql = "SELECT e.doc FROM events e"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY e.ts DESC, e.id LIMIT ? OFFSET ?"
+        params.extend([limit, offset])
+        try:
+            rows = self._conn().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"search failed: {exc}") from exc
+        return [self._event(r) for r in rows]
+
+    def iter_events(self, start: datetime | None = None, end: datetime | None = None) -> Iterator[Event]:
+        last_ts, last_id = format_ts(start) if start else "", ""
+        end_ts = format_ts(end) if end else "\uffff"
+        while True:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT id, ts, doc FROM events WHERE (ts, id) > (?, ?) AND ts < ? ORDER BY ts, id LIMIT 1000",
+                    (last_ts, last_id, end_ts),
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield self._event(row)
+            last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
+
+    def count_events(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    # dead letters -------------------------------------------------------------------
+    def add_dead_letter(self, source: str, offset: str, reason: str, raw: str) -> DeadLetter:
+        at = _now()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO dead_letters(at, source, offset, reason, raw) VALUES (?,?,?,?,?)",
+                (format_ts(at), source, offset, reason, raw),
+            )
+        return DeadLetter(int(cur.lastrowid or 0), at, source, offset, reason, raw)
+
+    def list_dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM dead_letters ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
+            .fetchall()
+        )
+        return [DeadLetter(r["id"], parse_ts(r["at"]), r["source"], r["offset"], r["reason"], r["raw"]) for r in rows]
+
+    def count_dead_letters(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+    # alerts ---------------------------------------------------------------------------
+    def add_alert(self, alert: Alert) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    alert.id,
+                    alert.rule_id,
+                    alert.rule_title,
+                    int(alert.severity),
+                    format_ts(alert.created),
+                    format_ts(alert.event_time),
+                    _dumps(list(alert.event_ids)),
+                    _dumps(dict(alert.entities)),
+                    _dumps(list(alert.tags)),
+                    alert.source,
+                    alert.description,
+                    alert.incident_id,
+                ),
+            )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def _alert(r: sqlite3.Row) -> Alert:
+        return Alert(
+            id=r["id"],
+            rule_id=r["rule_id"],
+            rule_title=r["rule_title"],
+            severity=Severity(r["severity"]),
+            created=parse_ts(r["created"]),
+            event_time=parse_ts(r["event_time"]),
+            event_ids=tuple(json.loads(r["event_ids"])),
+            entities=json.loads(r["entities"]),
+            tags=tuple(json.loads(r["tags"])),
+            source=r["source"],
+            description=r["description"],
+            incident_id=r["incident_id"],
+        )
+
+    def get_alert(self, alert_id: str) -> Alert:
+        row = self._conn().execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
+        if row is None:
+            raise NotFound("alert", alert_id)
+        return self._alert(row)
+
+    def list_alerts(self, incident_id: str | None = None, limit: int = 1000) -> list[Alert]:
+        if incident_id is None:
+            rows = self._conn().execute("SELECT * FROM alerts ORDER BY event_time DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM alerts WHERE incident_id=? ORDER BY event_time, id LIMIT ?", (incident_id, limit)
+                )
+                .fetchall()
+            )
+        return [self._alert(r) for r in rows]
+
+    def count_alerts(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM alerts").fetchone()[0])
+
+    # incidents --------------------------------------------------------------------------
+    @staticmethod
+    def _incident(r: sqlite3.Row) -> Incident:
+        return Incident(
+            id=r["id"],
+            title=r["title"],
+            severity=Severity(r["severity"]),
+            status=IncidentStatus(r["status"]),
+            created=parse_ts(r["created"]),
+            updated=parse_ts(r["updated"]),
+            first_event_time=parse_ts(r["first_event_time"]),
+            last_event_time=parse_ts(r["last_event_time"]),
+            group_key=r["group_key"],
+            entities={k: tuple(v) for k, v in json.loads(r["entities"]).items()},
+            tags=tuple(json.loads(r["tags"])),
+            alert_count=r["alert_count"],
+            mttd_seconds=r["mttd_seconds"],
+            assignee=r["assignee"],
+            verdict=r["verdict"],
+        )
+
+    def _append(
+        self, conn: sqlite3.Connection, incident_id: str, kind: str, actor: str, data: Mapping[str, Any]
+    ) -> TimelineEntry:
+        at = _now()
+        seq = conn.execute(
+            "SELECT coalesce(max(seq), 0) + 1 FROM incident_timeline WHERE incident_id=?", (incident_id,)
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO incident_timeline VALUES (?,?,?,?,?,?)",
+            (incident_id, seq, format_ts(at), kind, actor, _dumps(dict(data))),
+        )
+        conn.execute("UPDATE incidents SET updated=? WHERE id=?", (format_ts(at), incident_id))
+        return TimelineEntry(incident_id, seq, at, kind, actor, dict(data))
+
+    def create_incident(self, incident: Incident, actor: str) -> Incident:
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        incident.id,
+                        incident.title,
+                        int(incident.severity),
+                        incident.status.value,
+                        format_ts(incident.created),
+                        format_ts(incident.updated),
+                        format_ts(incident.first_event_time),
+                        format_ts(incident.last_event_time),
+                        incident.group_key,
+                        _dumps({k: list(v) for k, v in incident.entities.items()}),
+                        _dumps(list(incident.tags)),
+                        incident.alert_count,
+                        incident.mttd_seconds,
+                        incident.assignee,
+                        incident.verdict,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"incident {incident.id!r} exists already") from exc
+            self._append(
+                conn,
+                incident.id,
+                "created",
+                actor,
+                {"title": incident.title, "severity": incident.severity.label, "mttd_seconds": incident.mttd_seconds},
+            )
+        return self.get_incident(incident.id)
+
+    def get_incident(self, incident_id: str) -> Incident:
+        row = self._conn().execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None:
+            raise NotFound("incident", incident_id)
+        return self._incident(row)
+
+    def list_incidents(self, status: IncidentStatus | None = None, limit: int = 100, offset: int = 0) -> list[Incident]:
+        if status is None:
+            rows = (
+                self._conn()
+                .execute("SELECT * FROM incidents ORDER BY created DESC, id LIMIT ? OFFSET ?", (limit, offset))
+                .fetchall()
+            )
+        else:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM incidents WHERE status=? ORDER BY created DESC, id LIMIT ? OFFSET ?",
+                    (status.value, limit, offset),
+                )
+                .fetchall()
+            )
+        return [self._incident(r) for r in rows]
+
+    def count_incidents(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM incidents").fetchone()[0])
+
+    def find_open_incident(self, group_key: str, since: datetime) -> Incident | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM incidents WHERE group_key=? AND status != 'closed' AND last_event_time >= ? "
+                "ORDER BY last_event_time DESC LIMIT 1",
+                (group_key, format_ts(since)),
+            )
+            .fetchone()
+        )
+        return self._incident(row) if row else None
+
+    def attach_alert(self, incident_id: str, alert: Alert, actor: str) -> Incident:
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+            if row is None:
+                raise NotFound("incident", incident_id)
+            current = self._incident(row)
+            cur = conn.execute(
+                "UPDATE alerts SET incident_id=? WHERE id=? AND incident_id IS NULL", (incident_id, alert.id)
+            )
+            if cur.rowcount == 0:
+                return current  # already attached (redelivery): nothing to do
+            entities = {k: list(v) for k, v in current.entities.items()}
+            for key, value in alert.entities.items():
+                bucket = entities.setdefault(key, [])
+                if value not in bucket:
+                    bucket.append(value)
+            tags = list(dict.fromkeys([*current.tags, *alert.tags]))
+            conn.execute(
+                "UPDATE incidents SET severity=?, first_event_time=?, last_event_time=?, entities=?, tags=?, "
+                "alert_count=alert_count+1 WHERE id=?",
+                (
+                    max(int(current.severity), int(alert.severity)),
+                    format_ts(min(current.first_event_time, alert.event_time)),
+                    format_ts(max(current.last_event_time, alert.event_time)),
+                    _dumps(entities),
+                    _dumps(tags),
+                    incident_id,
+                ),
+            )
+            self._append(
+                conn,
+                incident_id,
+                "alert",
+                actor,
+                {
+                    "alert_id": alert.id,
+                    "rule_id": alert.rule_id,
+                    "rule_title": alert.rule_title,
+                    "severity": alert.severity.label,
+                    "event_time": format_ts(alert.event_time),
+                },
+            )
+        return self.get_incident(incident_id)
+
+    _PROJECTED: ClassVar[dict[str, str]] = {"status": "status", "assign": "assignee", "verdict": "verdict"}
+
+    def append_timeline(self, incident_id: str, kind: str, actor: str, data: Mapping[str, Any]) -> TimelineEntry:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM incidents WHERE id=?", (incident_id,)).fetchone() is None:
+                raise NotFound("incident", incident_id)
+            column = self._PROJECTED.get(kind)
+            if column is not None:
+                value = data.get("value")
+                if column == "status":
+                    value = IncidentStatus(str(value)).value
+                conn.execute(f"UPDATE incidents SET {column}=? WHERE id=?", (value, incident_id))  # noqa: S608
+            return self._append(conn, incident_id, kind, actor, data)
+
+    def timeline(self, incident_id: str) -> list[TimelineEntry]:
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM incident_timeline WHERE incident_id=? ORDER BY seq", (incident_id,))
+            .fetchall()
+        )
+        return [
+            TimelineEntry(r["incident_id"], r["seq"], parse_ts(r["at"]), r["kind"], r["actor"], json.loads(r["data"]))
+            for r in rows
+        ]
+
+    # runs ----------------------------------------------------------------------------------
+    def create_run(self, run: PlaybookRun) -> PlaybookRun:
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        run.id,
+                        run.playbook,
+                        run.playbook_version,
+                        run.incident_id,
+                        run.status.value,
+                        format_ts(run.created),
+                        format_ts(run.updated),
+                        int(run.drill),
+                        run.error,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"playbook run {run.id!r} exists already") from exc
+            for pos, step in enumerate(run.steps):
+                self._put_step(conn, step, pos)
+        return self.get_run(run.id)
+
+    def _put_step(self, conn: sqlite3.Connection, step: StepRecord, pos: int | None = None) -> None:
+        if pos is None:
+            row = conn.execute("SELECT pos FROM run_steps WHERE run_id=? AND ref=?", (step.run_id, step.ref)).fetchone()
+            pos = (
+                row["pos"]
+                if row
+                else conn.execute(
+                    "SELECT coalesce(max(pos), -1) + 1 FROM run_steps WHERE run_id=?", (step.run_id,)
+                ).fetchone()[0]
+            )
+        conn.execute(
+            "INSERT OR REPLACE INTO run_steps VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                step.run_id,
+                step.ref,
+                step.action,
+                step.status.value,
+                step.attempt,
+                format_ts(step.started) if step.started else None,
+                format_ts(step.finished) if step.finished else None,
+                _dumps(dict(step.inputs)),
+                _dumps(step.output) if step.output is not None else None,
+                step.error,
+                pos,
+            ),
+        )
+
+    def get_run(self, run_id: str) -> PlaybookRun:
+        conn = self._conn()
+        r = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if r is None:
+            raise NotFound("playbook run", run_id)
+        steps = tuple(
+            StepRecord(
+                run_id=s["run_id"],
+                ref=s["ref"],
+                action=s["action"],
+                status=StepStatus(s["status"]),
+                attempt=s["attempt"],
+                started=parse_ts(s["started"]) if s["started"] else None,
+                finished=parse_ts(s["finished"]) if s["finished"] else None,
+                inputs=json.loads(s["inputs"]),
+                output=json.loads(s["output"]) if s["output"] is not None else None,
+                error=s["error"],
+            )
+            for s in conn.execute("SELECT * FROM run_steps WHERE run_id=? ORDER BY pos", (run_id,)).fetchall()
+        )
+        return PlaybookRun(
+            id=r["id"],
+            playbook=r["playbook"],
+            playbook_version=r["playbook_version"],
+            incident_id=r["incident_id"],
+            status=RunStatus(r["status"]),
+            created=parse_ts(r["created"]),
+            updated=parse_ts(r["updated"]),
+            drill=bool(r["drill"]),
+            steps=steps,
+            error=r["error"],
+        )
+
+    def list_runs(self, incident_id: str | None = None, limit: int = 100) -> list[PlaybookRun]:
+        if incident_id is None:
+            rows = self._conn().execute("SELECT id FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = (
+                self._conn()
+                .execute("SELECT id FROM runs WHERE incident_id=? ORDER BY created DESC LIMIT ?", (incident_id, limit))
+                .fetchall()
+            )
+        return [self.get_run(r["id"]) for r in rows]
+
+    def count_runs(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM runs").fetchone()[0])
+
+    def set_run_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status=?, error=?, updated=? WHERE id=?",
+                (status.value, error, format_ts(_now()), run_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound("playbook run", run_id)
+
+    def record_step(self, step: StepRecord) -> None:
+        with self._write() as conn:
+            self._put_step(conn, step)
+            conn.execute("UPDATE runs SET updated=? WHERE id=?", (format_ts(_now()), step.run_id))
+
+    def claim_step(self, run_id: str, ref: str, attempt: int) -> bool:
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM run_steps WHERE run_id=? AND ref=?", (run_id, ref)).fetchone()
+            return not (row is not None and row["status"] in (StepStatus.SUCCEEDED.value, StepStatus.SKIPPED.value))
+
+    # audit ---------------------------------------------------------------------------------
+    def audit(self, actor: str, action: str, obj: str, details: Mapping[str, Any]) -> AuditEntry:
+        at = format_ts(_now())
+        body = _dumps(dict(details))
+        with self._write() as conn:
+            last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq = (last["seq"] + 1) if last else 1
+            prev = last["hash"] if last else GENESIS
+            digest = _audit_hash(seq, at, actor, action, obj, body, prev)
+            conn.execute(
+                "INSERT INTO audit VALUES (?,?,?,?,?,?,?,?)", (seq, at, actor, action, obj, body, prev, digest)
+            )
+        return AuditEntry(seq, parse_ts(at), actor, action, obj, json.loads(body), prev, digest)
+
+    def audit_entries(self, limit: int = 1000, offset: int = 0) -> list[AuditEntry]:
+        rows = (
+            self._conn().execute("SELECT * FROM audit ORDER BY seq DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        )
+        return [
+            AuditEntry(
+                r["seq"],
+                parse_ts(r["at"]),
+                r["actor"],
+                r["action"],
+                r["object"],
+                json.loads(r["details"]),
+                r["prev_hash"],
+                r["hash"],
+            )
+            for r in rows
+        ]
+
+    def verify_audit(self) -> int:
+        prev = GENESIS
+        count = 0
+        for r in self._conn().execute("SELECT * FROM audit ORDER BY seq"):
+            expected = _audit_hash(r["seq"], r["at"], r["actor"], r["action"], r["object"], r["details"], prev)
+            if r["prev_hash"] != prev or r["hash"] != expected:
+                raise AuditChainBroken(f"audit entry {r['seq']} does not match the chain (altered or removed entry)")
+            prev = r["hash"]
+            count += 1
+        return count
+
+    # users -----------------------------------------------------------------------------------
+    def put_user(self, user: User) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO users VALUES (?,?,?,?,?)",
+                (
+                    user.username,
+                    user.password_hash,
+                    _dumps(list(user.roles)),
+                    int(user.must_change_password),
+                    format_ts(user.created or _now()),
+                ),
+            )
+
+    @staticmethod
+    def _user(r: sqlite3.Row) -> User:
+        return User(
+            r["username"],
+            r["password_hash"],
+            tuple(json.loads(r["roles"])),
+            bool(r["must_change_password"]),
+            parse_ts(r["created"]),
+        )
+
+    def get_user(self, username: str) -> User:
+        row = self._conn().execute("SELECT * FROM users WHERE username=?", (username,)).fetchone()
+        if row is None:
+            raise NotFound("user", username)
+        return self._user(row)
+
+    def list_users(self) -> list[User]:
+        return [self._user(r) for r in self._conn().execute("SELECT * FROM users ORDER BY username")]
+
+
+def _json_path(name: str) -> str:
+    parts = name.split(".") if name != "@timestamp" else [name]
+    return "$" + "".join(f'."{p}"' for p in parts)
+
+
+def _fts_query(text: str) -> str:
+    """Quote every term so user input is matched as words, never as FTS syntax."""
+    terms = [t for t in text.split() if t]
+    return " ".join('"' + t.replace('"', '""') + '"' for t in terms)
