@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from store.event import Event
@@ -41,7 +41,7 @@ class RawRecord:
     data: str
     source: str
     offset: str
-    received: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received: datetime = field(default_factory=lambda: datetime.now(UTC))
     peer: str | None = None
     path: str | None = None
 
@@ -70,7 +70,9 @@ def register_parser(cls: type[Parser]) -> type[Parser]:
     if not name:
         raise CollectorError(f"parser {cls.__qualname__} has no name")
     if name in _PARSERS:
-        raise CollectorError(f"parser name {name!r} is registered twice ({_PARSERS[name].__qualname__}, {cls.__qualname__})")
+        raise CollectorError(
+            f"parser name {name!r} is registered twice ({_PARSERS[name].__qualname__}, {cls.__qualname__})"
+        )
     _PARSERS[name] = cls
     return cls
 

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord
@@ -82,7 +82,7 @@ class IngestPipeline:
             "agent.name": self.name,
             "agent.version": AGENT_VERSION,
             "event.created": format_ts(record.received),
-            "event.ingested": format_ts(datetime.now(timezone.utc)),
+            "event.ingested": format_ts(datetime.now(UTC)),
         }
         if "event.module" not in event.fields:
             stamp["event.module"] = parser.name
@@ -106,11 +106,15 @@ class IngestPipeline:
             reason = f"{type(exc).__name__}: {exc}"
         except NotMyFormat as exc:
             reason = f"not {parser.name} format: {exc}"
-        self.store.add_dead_letter(record.source, record.offset, f"[{parser.name}] {reason}", record.data)
+        self.dead_letter(record.source, record.offset, f"[{parser.name}] {reason}", record.data)
+        return []
+
+    def dead_letter(self, source: str, offset: str, reason: str, raw: str) -> None:
+        """Keep a record that cannot be ingested, with where it came from and why; counted in the stats."""
+        self.store.add_dead_letter(source, offset, reason, raw)
         with self._lock:
             self.stats.dead_lettered += 1
-        log.warning("dead-lettered %s@%s: %s", record.source, record.offset, reason)
-        return []
+        log.warning("dead-lettered %s@%s: %s", source, offset, reason)
 
     def _enrich(self, event: Event) -> Event:
         for enricher in self.enrichers:

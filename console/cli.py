@@ -92,20 +92,35 @@ def worker(concurrency: int, loglevel: str, pool: str) -> None:
 
 
 @cli.command()
-@click.option("--format", "fmt", required=True, help="Parser name (see 'citysoc ingest --list').")
+@click.option("--format", "fmt", help="Parser name (see 'citysoc ingest --list').")
+@click.option("--list", "list_parsers", is_flag=True, help="List the parsers and exit.")
 @click.option("--udp", type=int, help="Listen for syslog on this UDP port of --host.")
 @click.option("--tcp", type=int, help="Listen for syslog on this TCP port of --host.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--follow", is_flag=True, help="Keep tailing the files.")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-def ingest(fmt: str, udp: int | None, tcp: int | None, host: str, follow: bool, files: tuple[Path, ...]) -> None:
+def ingest(
+    fmt: str | None,
+    list_parsers: bool,
+    udp: int | None,
+    tcp: int | None,
+    host: str,
+    follow: bool,
+    files: tuple[Path, ...],
+) -> None:
     """Collect events from files or syslog sockets into the store, with detection."""
     import threading
 
+    from collectors.base import get_parser, parsers
+
+    if list_parsers:
+        for cls in parsers():
+            click.echo(f"{cls.name}\t{cls.dataset}\t{cls.description}")
+        return
+    if not fmt:
+        raise click.UsageError("--format is required (see --list)")
     from collectors.transports.files import FileCollector
     from collectors.transports.syslog import SyslogServer
-
-    from collectors.base import get_parser
     from console.runtime import build_runtime
 
     runtime = build_runtime()
@@ -113,7 +128,7 @@ def ingest(fmt: str, udp: int | None, tcp: int | None, host: str, follow: bool, 
     stop = threading.Event()
     server = None
     if udp is not None or tcp is not None:
-        server = SyslogServer(runtime.pipeline, parser, host=host, udp_port=udp or 0, tcp_port=tcp or 0)
+        server = SyslogServer(runtime.pipeline, parser, host=host, udp_port=udp, tcp_port=tcp)
         server.start()
         click.echo(f"syslog on udp {server.udp_address} tcp {server.tcp_address}", err=True)
     collectors = [FileCollector(runtime.pipeline, parser, path, home() / "state") for path in files]

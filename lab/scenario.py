@@ -139,7 +139,8 @@ def _syslog5424(ts: datetime, host: str, app: str, pid: int, msg: str, pri: int 
 
 
 def _syslog3164(ts: datetime, host: str, app: str, pid: int, msg: str, pri: int = 86) -> str:
-    stamp = ts.astimezone(timezone.utc).strftime("%b %d %H:%M:%S").replace(" 0", "  ", 1)
+    ts = ts.astimezone(timezone.utc)
+    stamp = f"{ts:%b} {ts.day:2d} {ts:%H:%M:%S}"  # BSD syslog pads the day with a space
     return f"<{pri}>{stamp} {host} {app}[{pid}]: {msg}"
 
 

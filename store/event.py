@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +58,8 @@ def _check_scalar(name: str, ftype: FieldType, value: Any) -> Scalar:
         raise EventValidationError(
             f"field {name!r}: value of type {type(value).__name__} is not allowed (strings, numbers and booleans only)"
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EventValidationError(f"field {name!r}: {value!r} is not a finite number")
     if ftype is FieldType.IP:
         try:
             return str(ipaddress.ip_address(str(value)))
@@ -79,9 +82,12 @@ def _check_scalar(name: str, ftype: FieldType, value: Any) -> Scalar:
         if isinstance(value, bool):
             raise EventValidationError(f"field {name!r}: boolean given for a number field")
         try:
-            return float(value)
+            number = float(value)
         except ValueError as exc:
             raise EventValidationError(f"field {name!r}: {value!r} is not a number") from exc
+        if not math.isfinite(number):
+            raise EventValidationError(f"field {name!r}: {value!r} is not a finite number")
+        return number
     if ftype is FieldType.BOOLEAN:
         if not isinstance(value, bool):
             raise EventValidationError(f"field {name!r}: {value!r} is not a boolean")

@@ -209,8 +209,9 @@ class SQLiteStore(Store):
         ingested = format_ts(_now())
         with self._write() as conn:
             for event in events:
+                # ON CONFLICT only skips duplicate ids; a failing CHECK (invalid JSON) still raises
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)",
+                    "INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
                     (event.id, format_ts(event.timestamp), ingested, event.get("event.dataset"), event.to_json()),
                 )
                 if cur.rowcount == 0:

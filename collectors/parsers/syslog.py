@@ -40,13 +40,12 @@ SSHD_DATASET = "linux.auth"
 
 _PRI = re.compile(r"<(\d{1,3})>")
 _RFC5424 = re.compile(r"([1-9]\d?) (\S+) (\S+) (\S+) (\S+) (\S+) ?")
+MONTHS: tuple[str, ...] = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _BSD_STAMP = re.compile(
-    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) +(\d{1,2}):(\d\d):(\d\d)(?:\.(\d{1,6}))? +"
+    rf"({'|'.join(MONTHS)}) +(\d{{1,2}}) +(\d{{1,2}}):(\d\d):(\d\d)(?:\.(\d{{1,6}}))? +"
 )
 _ISO_STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?) +")
 _TAG = re.compile(r"([^\s\[\]:]{1,48})(?:\[([^\]\s]{0,128})\])?: ?")
-_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _SD_NAME = re.compile(r'[\x21-\x7e]{1,32}')  # printable US-ASCII; '=', ' ', ']' and '"' excluded below
 
 _SSH_FAILED = re.compile(
@@ -239,7 +238,7 @@ class SyslogParser(Parser):
         return timestamp, rest
 
     def _bsd_time(self, match: re.Match[str], received: datetime) -> datetime:
-        month, day = _MONTHS[match[1]], int(match[2])
+        month, day = MONTHS.index(match[1]) + 1, int(match[2])
         hour, minute, second = int(match[3]), int(match[4]), int(match[5])
         micro = int((match[6] or "0").ljust(6, "0"))
         candidates = []

@@ -57,6 +57,10 @@ MODBUS_FUNCTION_CODES: dict[str, int] = {
 #: conn_state values that mean the connection was established / refused or unanswered
 CONN_ESTABLISHED: frozenset[str] = frozenset({"SF", "S1", "S2", "S3", "RSTO", "RSTR"})
 CONN_FAILED: frozenset[str] = frozenset({"REJ", "S0", "RSTOS0"})
+#: (local_orig, local_resp) -> network.direction
+DIRECTIONS: dict[tuple[bool, bool], str] = {
+    (True, True): "internal", (True, False): "outbound", (False, True): "inbound", (False, False): "external",
+}
 #: keys by which a JSON object is recognised as a Zeek log line
 JSON_SIGNATURE: frozenset[str] = frozenset({"_path", "uid", "fuid", "id.orig_h"})
 
@@ -256,11 +260,9 @@ def _conn(row: dict[str, Any], fields: dict[str, Value]) -> None:
         fields["event.outcome"] = "success"
     elif state in CONN_FAILED:
         fields["event.outcome"] = "failure"
-    local = (_bool(row, "local_orig"), _bool(row, "local_resp"))
-    if None not in local:
-        fields["network.direction"] = {
-            (True, True): "internal", (True, False): "outbound", (False, True): "inbound", (False, False): "external"
-        }[(bool(local[0]), bool(local[1]))]
+    local_orig, local_resp = _bool(row, "local_orig"), _bool(row, "local_resp")
+    if local_orig is not None and local_resp is not None:
+        fields["network.direction"] = DIRECTIONS[(local_orig, local_resp)]
     if state:
         fields["message"] = f"{fields['message']} {service or '-'} {state}"
 

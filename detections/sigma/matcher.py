@@ -163,7 +163,7 @@ def _windows_routes() -> dict[LogsourceKey, tuple[RouteCondition, ...]]:
 ROUTES: dict[LogsourceKey, tuple[RouteCondition, ...]] = {
     LogsourceKey("citysoc", None, "camera"): ({"event.dataset": ("camera.platform",)},),
     LogsourceKey("citysoc", None, "mqtt"): ({"event.dataset": ("iot.mqtt",)},),
-    LogsourceKey("zeek", None, "modbus"): ({"event.dataset": ("zeek.modbus",)},),
+    LogsourceKey("zeek", None, "modbus"): ({"event.dataset": ("zeek.modbus", "zeek.modbus_detailed")},),
     LogsourceKey("zeek", None, "conn"): ({"event.dataset": ("zeek.conn",)},),
     LogsourceKey("linux"): ({"host.os.type": ("linux",)},),
     LogsourceKey("linux", None, "syslog"): ({"event.dataset": ("syslog",)},),
@@ -246,15 +246,12 @@ class CompiledRule:
     tags: tuple[str, ...]
     logsource: LogsourceKey
     fields_used: tuple[str, ...]
+    #: the compiled condition; RuleSet calls it with one MatchContext shared by all rules of an event
     predicate: Predicate = field(repr=False, compare=False)
     name: str | None = None
 
     def match(self, event: Event) -> bool:
         return self.predicate(MatchContext(event))
-
-    def match_context(self, context: MatchContext) -> bool:
-        """Match with a shared context, so text values are lower-cased once per event."""
-        return self.predicate(context)
 
 
 # ---------------------------------------------------------------- boolean combinators

@@ -89,3 +89,18 @@ def test_schema_doc_is_current() -> None:
     doc = (REPO / "docs" / "schema.md").read_text(encoding="utf-8")
     assert doc == markdown(), "docs/schema.md is stale: run 'citysoc schema --markdown > docs/schema.md'"
     assert all(f"`{name}`" in doc for name in FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ot.tag.value", float("nan")),
+        ("ot.tag.value", float("inf")),
+        ("ot.tag.value", "nan"),
+        ("iot.telemetry.pm25", float("nan")),
+        ("iot.telemetry.pm25", float("-inf")),
+    ],
+)
+def test_non_finite_numbers_are_rejected(name: str, value: object) -> None:
+    with pytest.raises(EventValidationError, match="finite"):
+        event(fields={name: value})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -79,8 +80,9 @@ def test_sigmahq_packs_are_fully_reported_and_load(sigmahq_dirs: list[Path]) -> 
     for status in (RuleStatus.UNSUPPORTED, RuleStatus.INVALID):
         for reason, count in report.reasons(status).most_common(10):
             print(f"  {status.value:11} {count:5}  {reason}")
-    unmapped = [e for e in report.loaded if e.unmapped_fields]
-    print(f"  loaded rules reading fields outside the CitySOC schema: {len(unmapped)}")
+    unmapped = Counter(e.compiled.logsource for e in report.loaded if e.compiled and e.unmapped_fields)
+    print(f"  loaded rules reading fields outside the CitySOC schema: {sum(unmapped.values())}, most in "
+          + ", ".join(f"{'/'.join(filter(None, key))} ({n})" for key, n in unmapped.most_common(6)))
 
     assert [Path(f.path) for f in report.files] == files
     assert total == documents == len(files)

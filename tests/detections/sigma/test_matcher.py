@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import base64
+import random
+import re
+import sqlite3
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sigma.rule import SigmaRule
+from sigma.backends.sqlite import sqliteBackend
+from sigma.rule import SigmaDetection, SigmaRule
+from sigma.types import SigmaExpansion, SigmaNumber, SigmaString, SpecialChars
 
+from detections.sigma.loader import load_rules
 from detections.sigma.matcher import (
     CompiledRule,
     LogsourceKey,
@@ -18,8 +25,10 @@ from detections.sigma.matcher import (
     compile_rule,
 )
 from detections.sigma.pipelines import citysoc_pipeline
+from store.errors import EventValidationError
 from store.event import Event
-from tests.helpers import event
+from store.schema import lookup
+from tests.helpers import SHARED_DATA, event
 
 
 def rule(detection: str, logsource: str = "product: citysoc\n    service: camera", **meta: str) -> CompiledRule:
@@ -685,3 +694,79 @@ def test_unroutable_rule_is_reported() -> None:
     rules = RuleSet([aws])
     assert not rules.routable(aws)
     assert rules.match(ev(event__dataset="aws.cloudtrail", event__action="ConsoleLogin")) == []
+
+
+# ------------------------------------------------------------------ against pySigma's SQLite backend
+
+
+def _witnesses(detection: SigmaDetection) -> list[tuple[str, str]]:
+    """(field, text) pairs that each satisfy one string leaf: wildcards filled with sample text."""
+    found: list[tuple[str, str]] = []
+    for item in detection.detection_items:
+        if isinstance(item, SigmaDetection):
+            found.extend(_witnesses(item))
+            continue
+        values = [v for value in item.value for v in (value.values if isinstance(value, SigmaExpansion) else [value])]
+        for value in values:
+            if item.field is None or lookup(item.field) is None:
+                continue
+            if isinstance(value, SigmaString):
+                text = "".join(
+                    p if isinstance(p, str) else "ab" if p is SpecialChars.WILDCARD_MULTI else "z" for p in value.s
+                )
+                found.append((item.field, text))
+            elif isinstance(value, SigmaNumber):
+                found.append((item.field, str(value.number)))
+    return found
+
+
+def test_agrees_with_the_pysigma_sqlite_backend_on_sigmahq_process_creation() -> None:
+    """Same rules, same events: our matches must equal the rows the SQLite backend's queries select."""
+    folder = SHARED_DATA / "sigma" / "rules" / "windows" / "process_creation"
+    if not folder.is_dir():
+        pytest.skip(f"../shared/data/sigma absent: {folder} is not checked out")
+    loaded = [e for e in load_rules(folder).loaded if e.compiled is not None and isinstance(e.rule, SigmaRule)]
+    backend = sqliteBackend(citysoc_pipeline())
+    queries = [backend.convert_rule(SigmaRule.from_yaml(Path(e.location.path).read_text(encoding="utf-8")))
+               for e in loaded]
+    witnesses = [
+        w for w in ([p for d in e.rule.detection.detections.values() for p in _witnesses(d)]
+                    for e in loaded if isinstance(e.rule, SigmaRule)) if w
+    ]
+    columns = {name.lower(): name for pairs in witnesses for name, _ in pairs} | {"message": "message"}
+
+    rng = random.Random(20261121)
+    events: list[Event] = []
+    while len(events) < 1500:
+        body: dict[str, str] = {}
+        for pairs in rng.sample(witnesses, rng.randint(1, 3)):
+            for name, text in rng.sample(pairs, min(len(pairs), rng.randint(1, 6))):
+                if text.isascii() and rng.random() < 0.3:
+                    text = text.upper()  # SQLite folds case for ASCII only
+                body[name] = f"pre {text} post" if rng.random() < 0.2 else text
+        try:
+            events.append(event(len(events), body, event_id=f"e{len(events)}"))
+        except EventValidationError:
+            continue  # a witness text that is not a valid value for its schema type
+
+    db = sqlite3.connect(":memory:")
+    db.create_function("REGEXP", 2, lambda pattern, value: value is not None and re.search(pattern, value) is not None)
+    names = list(columns.values())  # schema field names from the rules, quoted: not user input
+    db.execute("CREATE TABLE logs (eid TEXT, " + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in names) + ")")
+    insert = "INSERT INTO logs VALUES (" + ", ".join("?" * (len(names) + 1)) + ")"  # noqa: S608 -- "?" only
+    for e in events:
+        row = {k.lower(): str(v) for k, v in e.fields.items()}
+        db.execute(insert, [e.id, *(row.get(c.lower()) for c in names)])
+
+    hits = 0
+    disagreements = []
+    for entry, rule_queries in zip(loaded, queries, strict=True):
+        assert entry.compiled is not None
+        theirs = {row[0] for q in rule_queries for row in db.execute(q.replace("SELECT *", "SELECT eid", 1))}
+        ours = {e.id for e in events if entry.compiled.match(e)}
+        hits += len(ours)
+        if ours != theirs:
+            disagreements.append((entry.title, sorted(ours - theirs)[:3], sorted(theirs - ours)[:3]))
+    db.close()
+    assert disagreements == []
+    assert hits > 1000  # the events do exercise the rules
