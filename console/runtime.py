@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from celery import Celery
-from detections.pack import LoadedRules, default_rule_paths, load_rules
 
 from collectors.pipeline import Enricher, IngestPipeline
 from detections.engine import DetectionEngine
 from detections.incidents import IncidentManager
+from detections.pack import LoadedRules, default_rule_paths, load_rules
 from enrichment.assets import AssetEnricher, AssetRegister
 from playbooks.actions import REGISTRY
 from playbooks.dispatch import PlaybookDispatcher

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from collectors.transports.files import FileCollector
-from collectors.transports.syslog import SyslogServer
 
 from collectors.base import get_parser
+from collectors.transports.files import FileCollector
+from collectors.transports.syslog import SyslogServer
 from console.runtime import Runtime, assets_path, build_runtime
 from enrichment.assets import Asset, AssetRegister
 from lab import scenario

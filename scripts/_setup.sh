@@ -54,7 +54,7 @@ ensure_venv() {
     if [ "$(cat .venv/.citysoc-installed 2>/dev/null)" != "$stamp" ]; then
         log "installing CitySOC ${extra:+with [$extra] }into .venv"
         .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" --config-settings editable_mode=compat
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" --config-settings editable_mode=lenient
         echo "$stamp" > .venv/.citysoc-installed
     fi
 }

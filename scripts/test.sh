@@ -7,7 +7,7 @@ export PATH="$REPO/.venv/bin:$PATH"
 PACKAGES=(store collectors enrichment detections playbooks console lab)
 
 log "ruff"
-ruff check .
+ruff check --no-cache .
 log "mypy"
 mypy "${PACKAGES[@]}"
 log "import-linter"
