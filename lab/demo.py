@@ -97,6 +97,7 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "console.cli", "worker", "--concurrency", "1", "--loglevel", "WARNING"],
         env=env,
         stdin=subprocess.DEVNULL,
+        stdout=sys.stderr,  # stdout carries the demo's JSON summary only
         start_new_session=True,
     )
 

@@ -140,7 +140,8 @@ def test_cli_demo_no_serve_prints_the_summary(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    [line] = proc.stdout.strip().splitlines()  # the summary is the only thing on stdout
+    summary = json.loads(line)
     assert set(summary) == {"events", "alerts", "incidents", "playbook_runs", "mttd_seconds"}
     assert summary["events"] > 0 and summary["alerts"] > 0
     assert summary["incidents"] >= 1 and summary["playbook_runs"] >= 1
