@@ -220,6 +220,18 @@ def audit_verify() -> None:
     click.echo(json.dumps({"audit_entries": count, "chain": "ok"}))
 
 
+def _add_command_groups() -> None:
+    from console.commands import discover
+
+    for command in discover():
+        if command.name in cli.commands:
+            raise RuntimeError(f"command {command.name!r} is defined twice")
+        cli.add_command(command)
+
+
+_add_command_groups()
+
+
 def main() -> None:
     cli(prog_name="citysoc")
 
