@@ -17,16 +17,22 @@ from pathlib import Path
 from celery import Celery
 
 from collectors.pipeline import Enricher, IngestPipeline
+from collectors.privacy import PrivacyFilter, load_key, load_policies
+from detections.anomaly.stream import AnomalyListener, load_stream_models
 from detections.engine import DetectionEngine
 from detections.incidents import IncidentManager
+from detections.intel import IntelAlerter
 from detections.pack import LoadedRules, default_rule_paths, load_rules
 from enrichment.assets import AssetEnricher, AssetRegister
+from enrichment.intel.enricher import enricher_for
 from playbooks.actions import REGISTRY
 from playbooks.dispatch import PlaybookDispatcher
 from playbooks.model import PlaybookLibrary
 from playbooks.worker import create_celery, enqueuer, library_paths
-from store.base import Store
+from store.base import Store, StoredEventListener
+from store.detection_state import DetectionStateStore
 from store.registry import home, open_store
+from store.sqlite import SQLiteStore
 
 
 def assets_path() -> Path:
@@ -60,7 +66,9 @@ def build_runtime(
     if register is None:
         path = assets_path()
         register = AssetRegister.load(path) if path.exists() else AssetRegister()
-    rules = load_rules(rule_paths or default_rule_paths())
+    # correlation windows survive a restart when the store can hold them (the embedded one)
+    state = DetectionStateStore(store.path) if isinstance(store, SQLiteStore) else None
+    rules = load_rules(rule_paths or default_rule_paths(), state=state)
     dirs = list(playbook_dirs) if playbook_dirs is not None else library_paths()
     library = PlaybookLibrary.load(dirs, REGISTRY)
     celery = create_celery(broker_url, store_url, dirs)
@@ -68,5 +76,13 @@ def build_runtime(
     incidents = IncidentManager(store, listeners=[dispatcher])
     engine = DetectionEngine(store, rules.ruleset, incidents, rules.correlator, rules.names)
     enrichers: list[Enricher] = [AssetEnricher(register)] if len(register) else []
-    pipeline = IngestPipeline(store, enrichers=enrichers, listeners=[engine], name=name)
+    intel = enricher_for(store)  # after the asset enricher, so intel alerts carry the asset
+    if intel is not None:
+        enrichers.append(intel)
+    policies = home() / "privacy.json"
+    if policies.exists():  # last, so personal data is masked in every field enrichment added
+        enrichers.append(PrivacyFilter(load_policies(policies), load_key(home())))
+    listeners: list[StoredEventListener] = [engine, IntelAlerter(store, incidents)]
+    listeners.append(AnomalyListener(load_stream_models(), incidents))  # trained, signed models only
+    pipeline = IngestPipeline(store, enrichers=enrichers, listeners=listeners, name=name)
     return Runtime(store, pipeline, engine, incidents, dispatcher, celery, rules, register)

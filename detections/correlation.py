@@ -1,18 +1,28 @@
 """Sigma v2 correlation rules evaluated in the stream.
 
-Supported types: ``event_count``, ``value_count`` and ``temporal`` with
-``group-by`` and ``timespan``.  State is a bounded sliding window per
-(correlation, group) pair; when a correlation fires, its window is cleared so
-the next alert needs a fresh set of events.  ``temporal_ordered`` is reported
-as unsupported by :func:`unsupported_reason`, never silently ignored.
+Supported types: ``event_count``, ``value_count``, ``temporal`` and
+``temporal_ordered`` with ``group-by`` and ``timespan``.  State is a bounded
+sliding window per (correlation, group) pair; when a correlation fires, its
+window is cleared so the next alert needs a fresh set of events.  Extended
+(boolean) conditions are reported by :func:`unsupported_reason`, never silently
+ignored.
+
+Memory is bounded (:data:`MAX_GROUPS` windows of at most
+:data:`MAX_EVENTS_PER_GROUP` entries, least recently used evicted first).  With a
+:class:`WindowState` (the composition root passes
+:class:`store.detection_state.DetectionStateStore`) every window is written through
+on change and read back on first use, so windows survive a restart and an evicted
+window is not lost.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sigma.correlations import (
     SigmaCorrelationCondition,
@@ -21,9 +31,22 @@ from sigma.correlations import (
     SigmaCorrelationType,
 )
 
-from store.event import Event
+from store.event import Event, format_ts, parse_ts
 
-SUPPORTED = (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT, SigmaCorrelationType.TEMPORAL)
+SUPPORTED = (
+    SigmaCorrelationType.EVENT_COUNT,
+    SigmaCorrelationType.VALUE_COUNT,
+    SigmaCorrelationType.TEMPORAL,
+    SigmaCorrelationType.TEMPORAL_ORDERED,
+)
+
+
+class WindowState(Protocol):
+    """Where correlation windows persist (implemented by ``store.detection_state.DetectionStateStore``)."""
+
+    def load(self, key: str) -> str | None: ...
+    def save(self, key: str, value: str, expires: datetime) -> None: ...
+    def delete(self, key: str) -> None: ...
 
 #: bounds on state, so a flood of distinct groups cannot exhaust memory
 MAX_GROUPS = 100_000
@@ -75,7 +98,8 @@ class _Window:
 class Correlator:
     """Feeds base-rule matches into the correlation rules that reference them."""
 
-    def __init__(self, correlations: Iterable[SigmaCorrelationRule]) -> None:
+    def __init__(self, correlations: Iterable[SigmaCorrelationRule], state: WindowState | None = None) -> None:
+        self.state = state
         self.rules: list[SigmaCorrelationRule] = []
         self._by_base: dict[str, list[SigmaCorrelationRule]] = {}
         self._windows: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], _Window] = OrderedDict()
@@ -117,9 +141,9 @@ class Correlator:
         key = (rule_key(rule), group)
         window = self._windows.get(key)
         if window is None:
-            window = self._windows[key] = _Window()
+            window = self._windows[key] = self._restore(key)
             if len(self._windows) > MAX_GROUPS:
-                self._windows.popitem(last=False)
+                self._windows.popitem(last=False)  # still persisted when a state store is attached
         else:
             self._windows.move_to_end(key)
         condition = rule.condition
@@ -142,15 +166,43 @@ class Correlator:
             measure = len(window.items)
         elif rule.type is SigmaCorrelationType.VALUE_COUNT:
             measure = len({item[3] for item in window.items})
-        else:  # temporal: how many of the referenced rules matched in the window
+        elif rule.type is SigmaCorrelationType.TEMPORAL:  # how many of the referenced rules matched
             have = {item[2] for item in window.items}
             measure = sum(1 for names in self._ref_names(rule) if names & have)
+        else:  # temporal_ordered: how many referenced rules matched one after another, in rule order
+            measure = _ordered_prefix(self._ref_names(rule), window.items)
         fired = _holds(condition, measure)
         if not fired:
+            self._persist(key, window, span)
             return None
         items = list(window.items)
         window.items.clear()
+        self._persist(key, window, span)
         return CorrelationHit(rule, group, [i[1] for i in items], items[0][0], items[-1][0])
+
+    @staticmethod
+    def _state_key(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
+        return "correlation:" + json.dumps([key[0], [list(pair) for pair in key[1]]], ensure_ascii=False)
+
+    def _restore(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> _Window:
+        window = _Window()
+        if self.state is None:
+            return window
+        text = self.state.load(self._state_key(key))
+        if text:
+            for ts, event_id, base, value in json.loads(text):
+                window.items.append((parse_ts(ts), event_id, base, value))
+        return window
+
+    def _persist(self, key: tuple[str, tuple[tuple[str, str], ...]], window: _Window, span: timedelta) -> None:
+        if self.state is None:
+            return
+        state_key = self._state_key(key)
+        if not window.items:
+            self.state.delete(state_key)
+            return
+        body = json.dumps([[format_ts(ts), event_id, base, value] for ts, event_id, base, value in window.items])
+        self.state.save(state_key, body, window.items[-1][0] + span)
 
     @staticmethod
     def _ref_names(rule: SigmaCorrelationRule) -> list[set[str]]:
@@ -163,3 +215,12 @@ class Correlator:
                 names |= {str(getattr(target, "id", "") or ""), str(getattr(target, "name", "") or "")}
             out.append(names - {""})
         return out
+
+
+def _ordered_prefix(refs: list[set[str]], items: Iterable[tuple[datetime, str, str, str]]) -> int:
+    """The length of the longest prefix of ``refs`` matched in order by the window's items."""
+    matched = 0
+    for _, _, base, _ in items:
+        if matched < len(refs) and base in refs[matched]:
+            matched += 1
+    return matched

@@ -5,14 +5,20 @@ the ingest pipeline.  Each new event is routed to the rules of its logsource;
 single-event matches become alerts (one per rule and event, deduplicated by a
 stable id), base-rule matches feed the correlation rules, and every new alert
 goes to the incident manager.
+
+A rule may declare a suppression window (``suppression: {timespan: 1h, group-by:
+[source.ip]}``): after it alerts for a group, its further matches for that group within
+the window are counted (``stats.suppressed``) but raise no alert, so one noisy source does not
+bury the queue.  Suppression state is bounded (:data:`MAX_SUPPRESSIONS`, oldest dropped first).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from detections.correlation import CorrelationHit, Correlator
@@ -37,6 +43,10 @@ class MatchingRule(Protocol):
     def tags(self) -> Sequence[str]: ...
 
 
+#: bound on remembered suppression windows (rule, group) pairs
+MAX_SUPPRESSIONS = 100_000
+
+
 class RuleIndex(Protocol):
     def match(self, event: Event) -> Sequence[MatchingRule]: ...
 
@@ -46,6 +56,7 @@ class EngineStats:
     events: int = 0
     matches: int = 0
     alerts: int = 0
+    suppressed: int = 0
 
 
 def level_to_severity(level: str | None) -> Severity:
@@ -86,6 +97,7 @@ class DetectionEngine:
         self.rule_names = rule_names or {}  # rule id -> Sigma ``name`` (correlations may reference either)
         self.clock = clock
         self.stats = EngineStats()
+        self._suppress_until: OrderedDict[tuple[str, tuple[str, ...]], datetime] = OrderedDict()
 
     def on_events_stored(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -103,6 +115,9 @@ class DetectionEngine:
             matched_names.extend(names)
             if any(n in self._suppressed for n in names):
                 continue  # only its correlation alerts
+            if self._in_suppression(rule, event):
+                self.stats.suppressed += 1
+                continue
             alert = self._raise(rule.rule_id, rule.title, rule.level, list(rule.tags), [event])
             if alert is not None:
                 alerts.append(alert)
@@ -112,6 +127,22 @@ class DetectionEngine:
                 if alert is not None:
                     alerts.append(alert)
         return alerts
+
+    def _in_suppression(self, rule: MatchingRule, event: Event) -> bool:
+        """Whether the rule alerted for this event's group within its window; opens a window if not."""
+        seconds = getattr(rule, "suppress_seconds", 0)
+        if not seconds:
+            return False
+        group = tuple(str(event.get(name)) for name in getattr(rule, "suppress_by", ()))
+        key = (rule.rule_id, group)
+        until = self._suppress_until.get(key)
+        if until is not None and event.timestamp < until:
+            return True
+        self._suppress_until[key] = event.timestamp + timedelta(seconds=seconds)
+        self._suppress_until.move_to_end(key)
+        if len(self._suppress_until) > MAX_SUPPRESSIONS:
+            self._suppress_until.popitem(last=False)
+        return False
 
     def _raise_correlation(self, hit: CorrelationHit, last: Event) -> Alert | None:
         rule = hit.rule

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from collectors.base import BadRecord, CollectorError, NotMyFormat, Parser, RawRecord, get_parser
+from collectors.parsers.evtx import read_evtx
 from detections.correlation import Correlator
 from detections.engine import level_to_severity
 from detections.pack import LoadedRules
@@ -21,7 +22,7 @@ from store.errors import EventValidationError
 from store.event import Event
 
 #: tried in this order when no format is given: the most specific formats first
-AUTO_FORMATS: tuple[str, ...] = ("ecs.json", "camera.platform", "iot.mqtt", "zeek", "syslog")
+AUTO_FORMATS: tuple[str, ...] = ("windows.evtx", "ecs.json", "camera.platform", "iot.mqtt", "zeek", "syslog")
 
 
 def _parsers(fmt: str | None) -> list[Parser]:
@@ -36,7 +37,21 @@ def _parsers(fmt: str | None) -> list[Parser]:
     return out
 
 
+#: a .json file up to this size is first tried as one document (pretty-printed EVTX-as-JSON)
+WHOLE_JSON_LIMIT = 64 * 1024 * 1024
+
+
 def _records(path: Path) -> Iterator[RawRecord]:
+    """Records of one input: EVTX records, one whole JSON document or array, else one per line."""
+    if path.suffix.lower() == ".evtx":
+        yield from read_evtx(path)
+        return
+    if path.suffix.lower() == ".json" and path.stat().st_size <= WHOLE_JSON_LIMIT:
+        documents = _json_documents(path.read_text(encoding="utf-8", errors="replace"))
+        if documents is not None:
+            for offset, doc in documents:
+                yield RawRecord(doc, f"file:{path}", str(offset), path=str(path))
+            return
     offset = 0
     with path.open("rb") as fh:
         for raw in fh:
@@ -44,6 +59,36 @@ def _records(path: Path) -> Iterator[RawRecord]:
             if line.strip():
                 yield RawRecord(line, f"file:{path}", str(offset), path=str(path))
             offset += len(raw)
+
+
+def _json_documents(text: str) -> list[tuple[int, str]] | None:
+    """Concatenated (pretty-printed) JSON documents or one array, with character offsets.
+
+    None when the text is one document per line (NDJSON; read line by line, so a bad line is
+    reported alone) or does not decode as a sequence of documents.
+    """
+    decoder = json.JSONDecoder()
+    out: list[tuple[int, str]] = []
+    pos = 0
+    multi_line = False
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n\ufeff":
+            pos += 1
+        if pos >= len(text):
+            break
+        try:
+            doc, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return None
+        if isinstance(doc, list):
+            out += [(pos, json.dumps(item)) for item in doc]
+            multi_line = True
+        else:
+            chunk = text[pos:end]
+            multi_line = multi_line or "\n" in chunk
+            out.append((pos, chunk))
+        pos = end
+    return out if multi_line else None
 
 
 def _parse(record: RawRecord, parsers: list[Parser]) -> list[Event] | str:
@@ -73,7 +118,7 @@ def hunt_files(
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             summary["files"] += 1
-            for record in _records(file):
+            for record in _guarded(_records(file), summary):
                 summary["records"] += 1
                 parsed = _parse(record, parsers)
                 if isinstance(parsed, str):
@@ -105,6 +150,15 @@ def hunt_files(
     if progress:
         print(file=sys.stderr)
     return summary
+
+
+def _guarded(records: Iterator[RawRecord], summary: dict[str, Any]) -> Iterator[RawRecord]:
+    """The records of one file; a file that cannot be read at all is reported, and the hunt goes on."""
+    try:
+        yield from records
+    except CollectorError as exc:  # e.g. a truncated or foreign .evtx file
+        summary.setdefault("unreadable", []).append(str(exc))
+        print(f"citysoc hunt: {exc}", file=sys.stderr)
 
 
 def _count(summary: dict[str, Any], title: str) -> None:

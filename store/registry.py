@@ -60,3 +60,16 @@ def _sqlite(rest: str) -> Store:
 
 
 register_backend("sqlite", _sqlite)
+
+
+def _elastic(scheme: str) -> BackendFactory:
+    def factory(rest: str) -> Store:
+        from store.elastic import ElasticStore  # imported on use: the clients are only needed for a cluster
+
+        return ElasticStore.from_url(scheme, rest)
+
+    return factory
+
+
+for _scheme in ("elasticsearch", "elasticsearch+https", "opensearch", "opensearch+https"):
+    register_backend(_scheme, _elastic(_scheme))

@@ -1,10 +1,12 @@
 """Zeek parser: Zeek logs as JSON lines or as TSV with ``#`` header blocks.
 
-The log type (``conn``, ``dns``, ``http``, ``modbus``, ICSNPP's
-``modbus_detailed`` ...) comes from the record itself when it says so (the
-``_path`` key of a JSON line, the ``#path`` header of a TSV block), otherwise
-from the file name (``conn.log``, ``conn.2026-11-20-00-00-00.log``,
-``conn.log.labeled``, ``labeled-conn.log``).
+The log type (``conn``, ``dns``, ``http``, ``modbus``, ``dnp3``, and the ICS
+logs of CISA's ICSNPP parsers: ``modbus_detailed``, ``dnp3_control``,
+``dnp3_objects``, ``s7comm``, ``s7comm_plus``, ``bacnet``, ``enip``, ``cip``)
+comes from the record itself when it says so (the ``_path`` key of a JSON
+line, the ``#path`` header of a TSV block), otherwise from the file name
+(``conn.log``, ``conn.2026-11-20-00-00-00.log``, ``conn.log.labeled``,
+``labeled-conn.log``).
 
 TSV is stateful: the ``#separator``/``#fields``/``#types`` lines before a row
 say how to read it, and a file may hold several header blocks.  Header lines
@@ -410,6 +412,189 @@ def _modbus_detailed(row: dict[str, Any], fields: dict[str, Value]) -> None:
             fields["message"] = f"{fields['message']} address {address} values {values}"
 
 
+# ICS protocol logs as written by Zeek (dnp3) and CISA's ICSNPP parsers -----------------
+#: DNP3 function names as Zeek writes them (base/protocols/dnp3/consts.zeek) -> function code
+DNP3_FUNCTION_CODES: dict[str, int] = {
+    "CONFIRM": 0x00, "READ": 0x01, "WRITE": 0x02, "SELECT": 0x03, "OPERATE": 0x04, "DIRECT_OPERATE": 0x05,
+    "DIRECT_OPERATE_NR": 0x06, "IMMED_FREEZE": 0x07, "IMMED_FREEZE_NR": 0x08, "FREEZE_CLEAR": 0x09,
+    "FREEZE_CLEAR_NR": 0x0A, "FREEZE_AT_TIME": 0x0B, "FREEZE_AT_TIME_NR": 0x0C, "COLD_RESTART": 0x0D,
+    "WARM_RESTART": 0x0E, "INITIALIZE_DATA": 0x0F, "INITIALIZE_APPL": 0x10, "START_APPL": 0x11,
+    "STOP_APPL": 0x12, "SAVE_CONFIG": 0x13, "ENABLE_UNSOLICITED": 0x14, "DISABLE_UNSOLICITED": 0x15,
+    "ASSIGN_CLASS": 0x16, "DELAY_MEASURE": 0x17, "RECORD_CURRENT_TIME": 0x18, "OPEN_FILE": 0x19,
+    "CLOSE_FILE": 0x1A, "DELETE_FILE": 0x1B, "GET_FILE_INFO": 0x1C, "AUTHENTICATE_FILE": 0x1D,
+    "ABORT_FILE": 0x1E, "ACTIVATE_CONFIG": 0x1F, "AUTHENTICATE_REQ": 0x20, "AUTHENTICATE_ERR": 0x21,
+    "RESPONSE": 0x81, "UNSOLICITED_RESPONSE": 0x82, "AUTHENTICATE_RESP": 0x83,
+}  # fmt: skip
+
+
+def _snake(text: str) -> str:
+    """``write_property`` for ``write-property``, ``send_rr_data`` for ``SendRRData``, ``plc_stop`` for ``PLC Stop``."""
+    split = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", text)
+    return re.sub(r"[^a-z0-9]+", "_", split.lower()).strip("_")
+
+
+def _code(row: dict[str, Any], key: str) -> int | None:
+    """An ICSNPP code column: an integer, or a string in decimal or ``0x`` hex."""
+    value = row.get(key)
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, Decimal)):
+        return _int(row, key)
+    if not isinstance(value, str):
+        raise BadRecord(f"key {key!r} must be a code, not {type(value).__name__}")
+    try:
+        return int(value, 16) if value.lower().startswith("0x") else int(value)
+    except ValueError:
+        raise BadRecord(f"key {key!r}: {value!r} is not a decimal or 0x-hex code") from None
+
+
+def _ics(row: dict[str, Any], fields: dict[str, Value], protocol: str, function: str | None) -> None:
+    """Fields every ICS log shares: protocol, function, direction."""
+    fields["event.type"] = ("protocol",)
+    fields["network.protocol"] = protocol
+    fields["ot.protocol"] = protocol
+    is_orig = _bool(row, "is_orig")
+    if is_orig is not None:
+        fields["ot.request"] = is_orig
+    if function:
+        fields["ot.function"] = _snake(function)
+        fields["event.action"] = _snake(function)
+        fields["message"] = f"{fields['message']} {protocol} {_snake(function)}"
+    else:
+        fields["event.action"] = f"{protocol}_message"
+
+
+def _dnp3(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    request, reply = _str(row, "fc_request"), _str(row, "fc_reply")
+    function = request or reply
+    _ics(row, fields, "dnp3", function)
+    fields.setdefault("network.transport", "tcp")
+    if function and function.upper() in DNP3_FUNCTION_CODES:
+        fields["ot.function_code"] = DNP3_FUNCTION_CODES[function.upper()]
+    if request is not None or reply is not None:
+        fields["ot.request"] = request is not None
+    iin = _int(row, "iin")
+    if iin is not None:
+        fields["labels.dnp3_iin"] = str(iin)
+
+
+def _dnp3_control(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    function = _str(row, "function_code")
+    _ics(row, fields, "dnp3", function)
+    if function and function.upper() in DNP3_FUNCTION_CODES:
+        fields["ot.function_code"] = DNP3_FUNCTION_CODES[function.upper()]
+    index = _int(row, "index_number")
+    if index is not None:
+        fields["ot.register.address"] = index
+    optional = {
+        "labels.dnp3_block_type": _str(row, "block_type"),
+        "labels.dnp3_operation": _str(row, "operation_type"),
+        "labels.dnp3_trip_control": _str(row, "trip_control_code"),
+    }
+    fields.update({k: v for k, v in optional.items() if v})
+    status = _str(row, "status_code")
+    if status:
+        success = status.upper() == "SUCCESS"
+        fields["event.outcome"] = "success" if success else "failure"
+        if not success:
+            fields["ot.exception"] = status
+
+
+def _dnp3_objects(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    function = _str(row, "function_code")
+    _ics(row, fields, "dnp3", function)
+    if function and function.upper() in DNP3_FUNCTION_CODES:
+        fields["ot.function_code"] = DNP3_FUNCTION_CODES[function.upper()]
+    low, count = _int(row, "range_low"), _int(row, "object_count")
+    if low is not None:
+        fields["ot.register.address"] = low
+    if count is not None:
+        fields["ot.register.count"] = count
+    kind = _str(row, "object_type")
+    if kind:
+        fields["labels.dnp3_object_type"] = kind
+
+
+def _s7comm(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    name = _str(row, "function_name") or _str(row, "subfunction_name")
+    _ics(row, fields, "s7comm", name)
+    code = _code(row, "function_code")
+    if code is not None:
+        fields["ot.function_code"] = code
+    rosctr = _str(row, "rosctr_name")
+    if rosctr:
+        fields["labels.s7_rosctr"] = rosctr
+        fields.setdefault("ot.request", rosctr.lower() in ("job", "userdata"))  # is_orig, when given, wins
+    if _str(row, "subfunction_name"):
+        fields["labels.s7_subfunction"] = str(row["subfunction_name"])
+    error_class, error_code = _str(row, "error_class"), _str(row, "error_code")
+    no_error = ("", "0", "0x00", "no error")
+    failed = (error_class or "").lower() not in no_error or (error_code or "").lower() not in no_error
+    if error_class is not None or error_code is not None:
+        fields["event.outcome"] = "failure" if failed else "success"
+        if failed:
+            fields["ot.exception"] = " ".join(filter(None, (error_class, error_code)))
+
+
+def _s7comm_plus(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    _ics(row, fields, "s7comm_plus", _str(row, "function_name"))
+    fields["ot.protocol"] = "s7comm"  # one industrial protocol family for the OT rules
+    code = _code(row, "function_code")
+    if code is not None:
+        fields["ot.function_code"] = code
+    opcode = _str(row, "opcode_name")
+    if opcode:
+        fields["labels.s7_opcode"] = opcode
+        fields["ot.request"] = opcode.lower() == "request"
+
+
+def _bacnet(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    _ics(row, fields, "bacnet", _str(row, "pdu_service"))
+    fields.setdefault("network.transport", "udp")
+    pdu, bvlc = _str(row, "pdu_type"), _str(row, "bvlc_function")
+    if pdu:
+        fields["labels.bacnet_pdu_type"] = pdu
+    if bvlc:
+        fields["labels.bacnet_bvlc_function"] = bvlc
+    result = _str(row, "result_code")
+    if result:
+        fields["event.outcome"] = "success" if result.lower() in ("success", "ack") else "failure"
+        if fields["event.outcome"] == "failure":
+            fields["ot.exception"] = result
+
+
+def _enip(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    _ics(row, fields, "enip", _str(row, "enip_command"))
+    code = _code(row, "enip_command_code")
+    if code is not None:
+        fields["ot.function_code"] = code
+    status = _str(row, "enip_status")
+    if status:
+        success = status.lower() == "success"
+        fields["event.outcome"] = "success" if success else "failure"
+        if not success:
+            fields["ot.exception"] = status
+
+
+def _cip(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    _ics(row, fields, "enip", _str(row, "cip_service"))
+    fields["network.protocol"] = "cip"
+    code = _code(row, "cip_service_code")
+    if code is not None:
+        fields["ot.function_code"] = code
+    direction = (_str(row, "direction") or "").lower()
+    if direction in ("request", "response"):
+        fields["ot.request"] = direction == "request"
+    optional = {"labels.cip_class": _str(row, "class_name"), "labels.cip_instance": _str(row, "instance_id")}
+    fields.update({k: v for k, v in optional.items() if v})
+    status = _str(row, "cip_status")
+    if status:
+        success = status.lower() == "success"
+        fields["event.outcome"] = "success" if success else "failure"
+        if not success:
+            fields["ot.exception"] = status
+
+
 #: log type -> the function that adds its own fields to the common ones
 MAPPERS: dict[str, Callable[[dict[str, Any], dict[str, Value]], None]] = {
     "conn": _conn,
@@ -417,17 +602,25 @@ MAPPERS: dict[str, Callable[[dict[str, Any], dict[str, Value]], None]] = {
     "http": _http,
     "modbus": _modbus,
     "modbus_detailed": _modbus_detailed,
+    "dnp3": _dnp3,
+    "dnp3_control": _dnp3_control,
+    "dnp3_objects": _dnp3_objects,
+    "s7comm": _s7comm,
+    "s7comm_plus": _s7comm_plus,
+    "bacnet": _bacnet,
+    "enip": _enip,
+    "cip": _cip,
 }
 
 
 class ZeekParser(Parser):
-    """Zeek logs, JSON or TSV; conn, dns, http, modbus and modbus_detailed mapped to ECS/OT fields."""
+    """Zeek logs, JSON or TSV; conn, dns, http and the ICS protocol logs mapped to ECS/OT fields."""
 
     name: ClassVar[str] = "zeek"
     dataset: ClassVar[str] = "zeek"
     description: ClassVar[str] = (
-        "Zeek logs (JSON lines or TSV with header blocks): conn, dns, http, modbus, ICSNPP modbus_detailed, "
-        "other logs with the connection fields."
+        "Zeek logs (JSON lines or TSV with header blocks): conn, dns, http, modbus, dnp3, ICSNPP modbus_detailed, "
+        "dnp3_control, dnp3_objects, s7comm, s7comm_plus, bacnet, enip, cip; other logs with the connection fields."
     )
 
     def __init__(self) -> None:

@@ -8,6 +8,12 @@ records off the queue and hands them to :meth:`IngestPipeline.ingest` in
 batches of ``batch_size`` or every ``flush_interval`` seconds, so parsing and
 storing happen on one thread, away from the sockets.
 
+With ``tls`` (an :class:`ssl.SSLContext`, RFC 5425) the TCP listener speaks
+TLS: each accepted connection does its handshake without blocking the I/O
+thread, a failed handshake closes only that connection, and the records'
+source is ``syslog:tls:<listen address>``.  :func:`server_tls_context` builds
+the context from a certificate and key file.
+
 Nothing is dropped on purpose: the queue is unbounded; a frame that cannot be
 a record (over ``max_message`` bytes, or cut off by the client closing the
 connection) goes to the dead letters with the reason; a batch the store
@@ -26,6 +32,7 @@ import queue
 import re
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -158,11 +165,30 @@ class _Connection:
     sock: socket.socket
     peer: str
     framer: StreamFramer = field(default_factory=StreamFramer)
+    handshaking: bool = False  # a TLS connection whose handshake is not done yet
 
 
 def _peer(address: Any) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def server_tls_context(certfile: str, keyfile: str | None = None, cafile: str | None = None) -> ssl.SSLContext:
+    """A TLS 1.2+ server context; with ``cafile`` clients must present a certificate it signed (mutual TLS)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Syslog senders only write.  TLS 1.3 session tickets sent after the handshake would sit unread in the
+    # sender's socket, and closing a socket with unread data sends a reset that discards the last messages
+    # still in our receive buffer.
+    context.num_tickets = 0
+    try:
+        context.load_cert_chain(certfile, keyfile)
+        if cafile is not None:
+            context.load_verify_locations(cafile)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise CollectorError(f"syslog TLS: cannot load certificate {certfile} / key {keyfile}: {exc}") from exc
+    return context
 
 
 def _text(data: bytes) -> str:
@@ -188,6 +214,7 @@ class SyslogServer:
         batch_size: int = 500,
         flush_interval: float = 0.2,
         max_message: int = MAX_MESSAGE,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if batch_size < 1 or flush_interval <= 0 or max_message < 1:
             raise CollectorError("syslog server: batch_size, flush_interval and max_message must be positive")
@@ -199,6 +226,7 @@ class SyslogServer:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_message = max_message
+        self.tls = tls
         self.udp_address: tuple[str, int] | None = None
         self.tcp_address: tuple[str, int] | None = None
         self._udp: socket.socket | None = None
@@ -232,7 +260,7 @@ class SyslogServer:
                 if self.tcp_port is not None:
                     self._tcp = self._bind(socket.SOCK_STREAM, self.tcp_port)
                     self.tcp_address = self._tcp.getsockname()[:2]
-                    self._sources["tcp"] = f"syslog:tcp:{_peer(self.tcp_address)}"
+                    self._sources["tcp"] = f"syslog:{'tls' if self.tls else 'tcp'}:{_peer(self.tcp_address)}"
                 self._wake_r, self._wake_w = socket.socketpair()
             except OSError as exc:
                 self._close_sockets()
@@ -376,15 +404,31 @@ class SyslogServer:
                 log.warning("syslog server: cannot accept a TCP connection: %s", exc)
                 return
             sock.setblocking(False)
-            conn = _Connection(sock, _peer(address), StreamFramer(self.max_message))
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            conn = _Connection(sock, _peer(address), StreamFramer(self.max_message), handshaking=self.tls is not None)
             self._connections.add(conn)
             selector.register(sock, selectors.EVENT_READ, conn)
 
     def _read_tcp(self, selector: selectors.BaseSelector, conn: _Connection, final: bool) -> None:
+        if conn.handshaking:
+            try:
+                conn.sock.do_handshake()  # type: ignore[attr-defined]
+                conn.handshaking = False
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                if not final:
+                    return  # the rest of the handshake has not arrived yet
+            except (ssl.SSLError, OSError) as exc:  # a client that cannot speak TLS: only its connection ends
+                log.warning("syslog server: TLS handshake with %s failed: %s", conn.peer, exc)
+            if conn.handshaking:
+                selector.unregister(conn.sock)
+                conn.sock.close()
+                self._connections.discard(conn)
+                return
         while True:
             try:
                 data = conn.sock.recv(65536)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 if not final:
                     return
                 break
@@ -395,8 +439,10 @@ class SyslogServer:
                 break
             for frame in conn.framer.feed(data):
                 self._emit("tcp", conn.peer, frame.data, frame.problem)
-            if not final:
-                return  # one read per wake-up keeps a busy client from starving the others
+            if not final and not (isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()):
+                # one read per wake-up keeps a busy client from starving the others; decrypted bytes TLS
+                # already holds would not wake the selector again, so those are read now
+                return
         for frame in conn.framer.close():
             self._emit("tcp", conn.peer, frame.data, frame.problem)
         selector.unregister(conn.sock)

@@ -69,7 +69,7 @@ from store.schema import lookup
 RULE_SUFFIXES = (".yml", ".yaml")
 
 CORRELATION_REASON = "correlation rules are not evaluated yet"
-FILTER_REASON = "Sigma filter documents are not applied yet; add the exclusion to the rule it filters"
+FILTER_REASON = "Sigma filter (meta filter): applied by detections.pack to the rules it names, not a rule of its own"
 
 
 class SigmaLoadError(DetectionError):

@@ -39,6 +39,8 @@ from sigma.conditions import (
     ConditionOR,
     ConditionValueExpression,
 )
+from sigma.correlations import SigmaCorrelationTimespan
+from sigma.exceptions import SigmaError
 from sigma.pipelines.common import windows_logsource_mapping
 from sigma.rule import SigmaRule
 from sigma.types import (
@@ -63,6 +65,8 @@ from sigma.types import (
 )
 
 from detections.errors import DetectionError
+from detections.sigma.anchors import Anchor, rule_anchors
+from detections.sigma.index import AnchorIndex
 from store.errors import EventValidationError
 from store.event import Event, Scalar, parse_ts
 
@@ -165,6 +169,15 @@ ROUTES: dict[LogsourceKey, tuple[RouteCondition, ...]] = {
     LogsourceKey("citysoc", None, "mqtt"): ({"event.dataset": ("iot.mqtt",)},),
     LogsourceKey("zeek", None, "modbus"): ({"event.dataset": ("zeek.modbus", "zeek.modbus_detailed")},),
     LogsourceKey("zeek", None, "conn"): ({"event.dataset": ("zeek.conn",)},),
+    LogsourceKey("zeek", None, "dnp3"): ({"event.dataset": ("zeek.dnp3", "zeek.dnp3_control", "zeek.dnp3_objects")},),
+    LogsourceKey("zeek", None, "s7comm"): ({"event.dataset": ("zeek.s7comm", "zeek.s7comm_plus")},),
+    LogsourceKey("zeek", None, "bacnet"): ({"event.dataset": ("zeek.bacnet",)},),
+    LogsourceKey("zeek", None, "enip"): ({"event.dataset": ("zeek.enip", "zeek.cip")},),
+    LogsourceKey("zeek", None, "dns"): ({"event.dataset": ("zeek.dns",)},),
+    LogsourceKey("zeek", None, "http"): ({"event.dataset": ("zeek.http",)},),
+    LogsourceKey("citysoc", None, "iot_platform"): ({"event.dataset": ("iot.platform",)},),
+    # web server / API gateway access logs: SigmaHQ's webserver category and our IOC API rules
+    LogsourceKey(None, "webserver", None): ({"event.dataset": ("web.access",)},),
     LogsourceKey("linux"): ({"host.os.type": ("linux",)},),
     LogsourceKey("linux", None, "syslog"): ({"event.dataset": ("syslog",)},),
     LogsourceKey("linux", None, "auth"): ({"event.dataset": ("linux.auth",)},),
@@ -173,9 +186,26 @@ ROUTES: dict[LogsourceKey, tuple[RouteCondition, ...]] = {
         {"event.dataset": ("syslog", "linux.auth"), program: ("sshd",)}
         for program in ("log.syslog.appname", "process.name", "event.provider")
     ),
+    LogsourceKey("linux", None, "auditd"): ({"event.dataset": ("auditd.log",)},),
+    LogsourceKey(None, "webserver"): ({"event.dataset": ("web.access",)},),
+    LogsourceKey("suricata", None, "alert"): ({"event.dataset": ("suricata.alert",)},),
+    LogsourceKey("suricata"): ({"event.module": ("suricata",)},),
+    LogsourceKey(None, "dns"): ({"event.dataset": ("suricata.dns", "zeek.dns")},),
+    LogsourceKey("zeek", None, "dns"): ({"event.dataset": ("zeek.dns",)},),
+    LogsourceKey("zeek", None, "http"): ({"event.dataset": ("zeek.http",)},),
+    LogsourceKey("zeek", None, "dnp3"): ({"event.dataset": ("zeek.dnp3", "zeek.dnp3_control", "zeek.dnp3_objects")},),
+    LogsourceKey("zeek", None, "s7comm"): ({"event.dataset": ("zeek.s7comm", "zeek.s7comm_plus")},),
+    LogsourceKey("zeek", None, "bacnet"): ({"event.dataset": ("zeek.bacnet",)},),
+    LogsourceKey("zeek", None, "enip"): ({"event.dataset": ("zeek.enip", "zeek.cip")},),
+    LogsourceKey("citysoc", None, "cef"): ({"event.dataset": ("cef",)},),
+    LogsourceKey("citysoc", None, "iot_platform"): ({"event.dataset": ("iot.platform",)},),
+    LogsourceKey("citysoc", None, "scada"): ({"event.dataset": ("scada.historian",)},),
     LogsourceKey("windows"): ({"host.os.type": ("windows",)},),
     **_windows_routes(),
 }
+
+#: Bound on the cache of routing decisions (distinct combinations of route-field values).
+MAX_ROUTE_KEYS = 65_536
 
 #: Fields a keyword (a detection value without a field) is searched in.
 KEYWORD_FIELDS: tuple[str, ...] = ("message", "event.original")
@@ -249,6 +279,11 @@ class CompiledRule:
     #: the compiled condition; RuleSet calls it with one MatchContext shared by all rules of an event
     predicate: Predicate = field(repr=False, compare=False)
     name: str | None = None
+    #: literal tests one of which holds on every matching event (None: always evaluate); see anchors.py
+    anchors: tuple[Anchor, ...] | None = field(default=None, repr=False, compare=False)
+    #: per-rule suppression window (custom attribute ``suppression: {timespan, group-by}``); 0 = none
+    suppress_seconds: int = 0
+    suppress_by: tuple[str, ...] = ()
 
     def match(self, event: Event) -> bool:
         return self.predicate(MatchContext(event))
@@ -669,16 +704,19 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
     used: set[str] = set()
     try:
         branches: list[Predicate] = []
+        trees: list[object] = []
         for condition in rule.detection.parsed_condition:
             tree = condition.parsed
             if tree is None:
                 raise UnsupportedRuleError("the condition is empty after field processing")
             branches.append(_compile_node(tree, used))
+            trees.append(tree)
         if not branches:
             raise UnsupportedRuleError("the rule has no condition")
     except UnsupportedRuleError as exc:
         raise UnsupportedRuleError(exc.reason, rule.title) from exc
     logsource = LogsourceKey(rule.logsource.product, rule.logsource.category, rule.logsource.service)
+    suppress_seconds, suppress_by = _suppression(rule)
     return CompiledRule(
         rule_id=str(rule.id) if rule.id is not None else rule.title,
         title=rule.title,
@@ -689,7 +727,27 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
         fields_used=tuple(sorted(used)),
         predicate=_any(branches),  # several conditions in one rule are alternatives
         name=rule.name,
+        anchors=rule_anchors(trees),
+        suppress_seconds=suppress_seconds,
+        suppress_by=suppress_by,
     )
+
+
+def _suppression(rule: SigmaRule) -> tuple[int, tuple[str, ...]]:
+    """The rule's ``suppression: {timespan: 10m, group-by: [source.ip]}`` custom attribute."""
+    spec = rule.custom_attributes.get("suppression")
+    if spec is None:
+        return 0, ()
+    if not isinstance(spec, dict) or "timespan" not in spec:
+        raise UnsupportedRuleError("suppression must be a mapping with a timespan (e.g. {timespan: 10m})", rule.title)
+    try:
+        seconds = SigmaCorrelationTimespan(str(spec["timespan"])).seconds
+    except SigmaError as exc:
+        raise UnsupportedRuleError(f"suppression timespan: {exc}", rule.title) from exc
+    group_by = spec.get("group-by", [])
+    if not isinstance(group_by, list) or not all(isinstance(name, str) for name in group_by):
+        raise UnsupportedRuleError("suppression group-by must be a list of field names", rule.title)
+    return seconds, tuple(group_by)
 
 
 def compile_collection(report: LoadReport) -> list[CompiledRule]:
@@ -714,6 +772,10 @@ class _Router:
                 for anchor in anchor_values:
                     self.index.setdefault((anchor_name, anchor), []).append((logsource, checks[1:]))
         self.anchor_fields = tuple(sorted({name for name, _ in self.index}))
+        #: every field any route looks at: equal values of these give equal logsources
+        self.fields = tuple(
+            sorted({name for alternatives in routes.values() for alternative in alternatives for name in alternative})
+        )
 
     def logsources(self, ctx: MatchContext) -> frozenset[LogsourceKey]:
         found: set[LogsourceKey] = set()
@@ -757,6 +819,9 @@ class RuleSet:
         for rule in self.rules:
             self._by_logsource[rule.logsource] = (*self._by_logsource.get(rule.logsource, ()), rule)
         self._candidates: dict[frozenset[LogsourceKey], tuple[CompiledRule, ...]] = {}
+        self._indexes: dict[frozenset[LogsourceKey], AnchorIndex] = {}
+        # route-field values -> index: routing costs one tuple and one dict lookup per event
+        self._by_route: dict[tuple[object, ...], AnchorIndex] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -784,7 +849,26 @@ class RuleSet:
             self._candidates[logsources] = cached  # bounded by the distinct logsource sets seen
         return cached
 
+    def index_for(self, logsources: frozenset[LogsourceKey]) -> AnchorIndex:
+        """The anchor index of the candidate rules of a logsource set (built once per distinct set)."""
+        index = self._indexes.get(logsources)
+        if index is None:
+            index = self._indexes[logsources] = AnchorIndex(self.candidates_for(logsources))
+        return index
+
     def match(self, event: Event) -> list[CompiledRule]:
-        """The rules that match ``event``, in load order within each logsource."""
+        """The rules that match ``event``, in load order within each logsource.
+
+        Only rules whose field anchors occur in the event (and rules without anchors) are
+        evaluated, so the cost follows the anchors present, not the number of rules loaded.
+        """
         ctx = MatchContext(event)
-        return [rule for rule in self.candidates_for(self._router.logsources(ctx)) if rule.predicate(ctx)]
+        fields = event.fields
+        key = tuple([fields.get(name) for name in self._router.fields])
+        index = self._by_route.get(key)
+        if index is None:
+            if len(self._by_route) >= MAX_ROUTE_KEYS:
+                self._by_route.clear()  # bounded: distinct route-field combinations are few in practice
+            index = self._by_route[key] = self.index_for(self._router.logsources(ctx))
+        rules = index.rules
+        return [rules[i] for i in index.match(ctx)]  # type: ignore[misc]

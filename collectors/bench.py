@@ -1,0 +1,225 @@
+"""Ingest benchmark (``citysoc bench ingest``): events/s per format for parse, parse+normalise+store, end to end.
+
+For each parser in :data:`TEMPLATES` the benchmark makes ``records`` synthetic
+records from one realistic line template per format (addresses, ports, times
+and ids varied by a seeded RNG, so every record is a distinct event; this is a
+load generator, not sample data), then measures in the same process:
+
+* ``parse`` -- ``parser.parse`` alone: text to validated :class:`~store.event.Event`;
+* ``pipeline`` -- :meth:`IngestPipeline.ingest` into a fresh :class:`SQLiteStore`:
+  parse, provenance stamp, validation and the store's insert (events table,
+  full-text index, term index), in batches of 500;
+* ``reference`` -- the floor the store is compared with: the same number of
+  already-serialised JSON documents inserted into a bare SQLite table (one
+  primary key, same batch size, same WAL/synchronous settings as the store).
+
+``end_to_end`` writes every format's records to log files and runs
+:class:`FileCollector` on each (read, checkpoint, parse, stamp, store) into one
+store, as ``citysoc ingest`` does.  Everything runs on one thread, so the
+figures are per core; events/s counts stored events (a SCADA row is one event
+per tag, so its record count is divided by the number of tags).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from collectors.base import CollectorError, RawRecord, get_parser
+from collectors.pipeline import IngestPipeline
+from collectors.transports.files import FileCollector
+from store.sqlite import SQLiteStore
+
+T0 = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+BATCH = 500
+
+
+def _web(rnd: random.Random, i: int) -> str:
+    ts = (T0 + timedelta(seconds=i)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    status = rnd.choice((200, 200, 200, 204, 401, 404, 429, 500))
+    return (
+        f'10.20.{rnd.randrange(256)}.{rnd.randrange(1, 255)} - - [{ts}] "GET /api/v1/lights/{i}?zone={i % 30} '
+        f'HTTP/1.1" {status} {rnd.randrange(10, 5000)} "-" "curl/8.5.0" rt=0.{rnd.randrange(1, 999):03d} '
+        f"request_id={i:08x} api_key_id=key-{i % 40}"
+    )
+
+
+def _suricata(rnd: random.Random, i: int) -> str:
+    ts = (T0 + timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    return json.dumps({
+        "timestamp": ts, "flow_id": 10**15 + i, "event_type": "alert", "src_ip": f"203.0.113.{rnd.randrange(1, 255)}",
+        "src_port": rnd.randrange(1024, 65535), "dest_ip": f"10.20.1.{rnd.randrange(1, 255)}", "dest_port": 502,
+        "proto": "TCP", "alert": {"action": "allowed", "gid": 1, "signature_id": 2000000 + i % 500, "rev": 2,
+        "signature": "ET SCADA Modbus write from external network", "category": "Attempted Information Leak",
+        "severity": 2}, "app_proto": "modbus",
+    })  # fmt: skip
+
+
+def _cef(rnd: random.Random, i: int) -> str:
+    rt = int((T0 + timedelta(milliseconds=i)).timestamp() * 1000)
+    return (
+        f"CEF:0|Fortinet|FortiGate-600E|7.2.8|00000000{i % 90:02d}|traffic:forward deny|3|rt={rt} "
+        f"src=203.0.113.{rnd.randrange(1, 255)} spt={rnd.randrange(1024, 65535)} dst=10.20.1.{rnd.randrange(1, 255)} "
+        f"dpt=502 proto=TCP act=deny msg=Denied flow {i}"
+    )
+
+
+def _auditd(rnd: random.Random, i: int) -> str:
+    epoch = T0.timestamp() + i / 1000
+    return (
+        f"type=SYSCALL msg=audit({epoch:.3f}:{100000 + i}): arch=c000003e syscall=59 success=yes exit=0 "
+        f'ppid={rnd.randrange(2, 30000)} pid={rnd.randrange(2, 30000)} auid=1000 uid=0 euid=0 tty=pts0 ses=3 '
+        f'comm="curl" exe="/usr/bin/curl" key="netexec"'
+    )
+
+
+def _iot(rnd: random.Random, i: int) -> str:
+    return json.dumps({
+        "timestamp": (T0 + timedelta(milliseconds=i)).isoformat(), "platform": "iot-hn-01",
+        "event_type": rnd.choice(("auth_failure", "command_sent", "connected")), "protocol": "mqtt",
+        "device": {"id": f"sl-{i % 5000:04d}", "type": "streetlight"},
+        "actor": {"ip": f"10.20.7.{rnd.randrange(1, 255)}", "client_id": f"sl-{i % 5000:04d}"},
+    })  # fmt: skip
+
+
+def _zeek_ics(rnd: random.Random, i: int) -> str:
+    return json.dumps({
+        "_path": "s7comm", "ts": T0.timestamp() + i / 1000, "uid": f"C{i:017d}",
+        "id.orig_h": f"10.30.1.{rnd.randrange(1, 255)}", "id.orig_p": rnd.randrange(1024, 65535),
+        "id.resp_h": "10.30.3.5", "id.resp_p": 102, "is_orig": True, "rosctr_name": "Job",
+        "function_code": "0x04", "function_name": "Read Var", "error_class": None, "error_code": None,
+    })  # fmt: skip
+
+
+SCADA_TAGS = tuple(f"PS{n // 4}_{('LT', 'FT', 'PT', 'RUN')[n % 4]}{n:02d}" for n in range(40))
+
+
+def _scada(rnd: random.Random, i: int) -> str:
+    if i == 0:
+        return "timestamp," + ",".join(SCADA_TAGS)
+    ts = (T0 + timedelta(seconds=10 * i)).strftime("%Y-%m-%dT%H:%M:%S")
+    return ts + "," + ",".join(f"{rnd.uniform(0, 120):.3f}" for _ in SCADA_TAGS)
+
+
+#: parser name -> line maker (rng, index) -> one record
+TEMPLATES: dict[str, Callable[[random.Random, int], str]] = {
+    "web.access": _web,
+    "suricata.eve": _suricata,
+    "cef": _cef,
+    "auditd": _auditd,
+    "iot.platform": _iot,
+    "zeek": _zeek_ics,
+    "scada.csv": _scada,
+}
+
+
+def make_lines(name: str, count: int, seed: int = 7) -> list[str]:
+    """``count`` records of the format; for SCADA CSV ``count`` events (header + count/tags rows)."""
+    if name == "scada.csv":
+        count = 1 + max(1, count // len(SCADA_TAGS))
+    rnd = random.Random(seed)  # noqa: S311 -- a reproducible load generator, nothing secret
+    return [TEMPLATES[name](rnd, i) for i in range(count)]
+
+
+def _reference(path: Path, docs: list[str]) -> float:
+    """Events/s of inserting already-serialised JSON documents into a bare table: the storage floor."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE docs(id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+    start = time.perf_counter()
+    for first in range(0, len(docs), BATCH):
+        with conn:
+            conn.executemany(
+                "INSERT INTO docs VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
+                ((str(first + n), doc) for n, doc in enumerate(docs[first : first + BATCH])),
+            )
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(docs) / elapsed
+
+
+def bench_format(name: str, records: int, workdir: Path) -> dict[str, Any]:
+    """parse / pipeline / reference events/s for one parser."""
+    lines = make_lines(name, records)
+    raw = [RawRecord(line, f"bench:{name}", str(i), received=T0) for i, line in enumerate(lines)]
+    parser = get_parser(name)
+    start = time.perf_counter()
+    events = [event for record in raw for event in parser.parse(record)]
+    parse_s = time.perf_counter() - start
+    store = SQLiteStore(workdir / f"{name}.db")
+    try:
+        pipeline = IngestPipeline(store, name="bench")
+        start = time.perf_counter()
+        stats = pipeline.ingest(raw, get_parser(name), batch_size=BATCH)
+        pipeline_s = time.perf_counter() - start
+    finally:
+        store.close()
+    if stats.dead_lettered or stats.stored != len(events):
+        raise CollectorError(
+            f"bench {name}: {stats.dead_lettered} dead letters, {stats.stored} of {len(events)} events stored"
+        )
+    reference = _reference(workdir / f"{name}-reference.db", [event.to_json() for event in events])
+    return {
+        "format": name,
+        "records": records,
+        "events": len(events),
+        "parse_eps": len(events) / parse_s,
+        "pipeline_eps": stats.stored / pipeline_s,
+        "reference_eps": reference,
+    }
+
+
+def end_to_end(records: int, workdir: Path) -> dict[str, Any]:
+    """Every format from log files through FileCollector into one store."""
+    store = SQLiteStore(workdir / "end-to-end.db")
+    try:
+        pipeline = IngestPipeline(store, name="bench-e2e")
+        collectors = []
+        for name in TEMPLATES:
+            path = workdir / f"{name}.log"
+            path.write_text("\n".join(make_lines(name, records, seed=11)) + "\n", encoding="utf-8")
+            collectors.append(FileCollector(pipeline, get_parser(name), path, workdir / "state", batch_size=BATCH))
+        start = time.perf_counter()
+        for collector in collectors:
+            collector.run_once()
+        elapsed = time.perf_counter() - start
+    finally:
+        store.close()
+    if pipeline.stats.dead_lettered:
+        raise CollectorError(f"bench end to end: {pipeline.stats.dead_lettered} records dead-lettered")
+    stored = pipeline.stats.stored
+    return {"records": pipeline.stats.received, "events": stored, "events_per_s": stored / elapsed}
+
+
+def run_ingest_bench(records: int = 5_000, print_to: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Run the benchmark; print a table (unless ``print_to`` is None) and return the figures."""
+    if records < 10:
+        raise CollectorError("bench ingest: records must be at least 10")
+    import collectors.parsers  # noqa: F401 -- registers the parsers by name
+
+    with tempfile.TemporaryDirectory(prefix="citysoc-bench-ingest-") as tmp:
+        workdir = Path(tmp)
+        rows = [bench_format(name, records, workdir) for name in TEMPLATES]
+        e2e = end_to_end(records, workdir)
+    result = {"records_per_format": records, "formats": rows, "end_to_end": e2e}
+    if print_to is not None:
+        print_to(f"ingest benchmark, {records} records per format, one thread; events/s")
+        print_to(f"{'format':<14}{'events':>9}{'parse':>11}{'parse+store':>13}{'raw JSON insert':>17}{'store/raw':>11}")
+        for row in rows:
+            print_to(
+                f"{row['format']:<14}{row['events']:>9}{row['parse_eps']:>11,.0f}{row['pipeline_eps']:>13,.0f}"
+                f"{row['reference_eps']:>17,.0f}{row['pipeline_eps'] / row['reference_eps']:>11.2f}"
+            )
+        print_to(
+            f"end to end (files -> FileCollector -> pipeline -> SQLite), all formats: {e2e['events']} events, "
+            f"{e2e['events_per_s']:,.0f} events/s"
+        )
+    return result
