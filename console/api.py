@@ -170,7 +170,7 @@ def list_incidents() -> Response:
 @bp.get("/incidents/<incident_id>")
 @login_required
 def get_incident(incident_id: str) -> Response:
-    detail = services.incident_detail(current_store(), incident_id)
+    detail = services.incident_detail(current_store(), incident_id, attack=services.current_attack())
     return jsonify(
         {
             "incident": incident_json(detail.incident),
@@ -179,6 +179,11 @@ def get_incident(incident_id: str) -> Response:
             "events_truncated": detail.events_truncated,
             "timeline": [timeline_json(t) for t in detail.timeline],
             "runs": [run_json(r) for r in detail.runs],
+            "attack": [
+                {"id": t.id, "name": t.name, "domain": t.domain, "tactics": list(t.tactics),
+                 "mitigations": list(t.mitigations), "known": t.known}
+                for t in detail.attack
+            ],
         }
     )
 

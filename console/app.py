@@ -19,7 +19,7 @@ from flask import Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from console import api, auth, security, views
+from console import api, auth, security, services, views
 from console.services import (
     ConfigError,
     ConsoleError,
@@ -29,6 +29,7 @@ from console.services import (
     PermissionDenied,
     bind_store,
 )
+from enrichment.intel.attack import configured_catalog
 from store.errors import Conflict, EventValidationError, NotFound, StoreError
 from store.registry import default_url, home, open_store
 
@@ -103,6 +104,8 @@ def load_secret_key(directory: Path) -> str:
 def configure_store(app: Flask) -> None:
     store = open_store(app.config["STORE_URL"])
     bind_store(app, store)
+    # ATT&CK bundles (Enterprise, ICS) named by ATTACK_BUNDLES or CITYSOC_ATTACK; without one, ids only
+    services.bind_attack(app, configured_catalog(app.config.get("ATTACK_BUNDLES")))
 
     @app.teardown_request
     def release_connection(exc: BaseException | None) -> None:

@@ -23,6 +23,8 @@ from detections.engine import DetectionEngine
 from detections.incidents import IncidentManager
 from detections.intel import IntelAlerter
 from detections.pack import LoadedRules, default_rule_paths, load_rules
+from detections.worker import create_detection_celery
+from detections.worker import dispatcher as detection_dispatcher
 from enrichment.assets import AssetEnricher, AssetRegister
 from enrichment.intel.enricher import enricher_for
 from playbooks.actions import REGISTRY
@@ -82,7 +84,21 @@ def build_runtime(
     policies = home() / "privacy.json"
     if policies.exists():  # last, so personal data is masked in every field enrichment added
         enrichers.append(PrivacyFilter(load_policies(policies), load_key(home())))
-    listeners: list[StoredEventListener] = [engine, IntelAlerter(store, incidents)]
+    partitions = int(os.environ.get("CITYSOC_DETECTION_PARTITIONS") or 0)
+    # scale-out: stored event ids go to N partitioned detection workers (citysoc detect-worker) instead
+    detector: StoredEventListener = (
+        detection_dispatcher(create_detection_celery(broker_url, store_url, rule_paths), partitions)
+        if partitions > 0
+        else engine
+    )
+    listeners: list[StoredEventListener] = [detector, IntelAlerter(store, incidents)]
     listeners.append(AnomalyListener(load_stream_models(), incidents))  # trained, signed models only
     pipeline = IngestPipeline(store, enrichers=enrichers, listeners=listeners, name=name)
     return Runtime(store, pipeline, engine, incidents, dispatcher, celery, rules, register)
+
+
+def playbook_listeners(store: Store) -> list[PlaybookDispatcher]:
+    """Incident listeners for a detection worker process: start playbooks as the in-process engine does."""
+    dirs = library_paths()
+    library = PlaybookLibrary.load(dirs, REGISTRY)
+    return [PlaybookDispatcher(store, library, REGISTRY, enqueuer(create_celery(None, None, dirs)))]

@@ -14,12 +14,14 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from enrichment.intel.attack import AttackCatalog, Technique
 from store.base import Store
 from store.errors import StoreError
 from store.event import Event
 from store.models import Alert, DeadLetter, Incident, IncidentStatus, PlaybookRun, TimelineEntry
 
 STORE_EXTENSION = "citysoc.store"
+ATTACK_EXTENSION = "citysoc.attack"
 
 #: Fields shown for each event in tables, in this order, when the event has them.
 KEY_FIELDS: tuple[str, ...] = (
@@ -92,6 +94,16 @@ def current_store() -> Store:
     return store_of(current_app)
 
 
+def bind_attack(app: Flask, catalog: AttackCatalog) -> None:
+    app.extensions[ATTACK_EXTENSION] = catalog
+
+
+def current_attack() -> AttackCatalog:
+    """The ATT&CK catalog loaded at start-up (empty: technique ids from rule tags only)."""
+    catalog: AttackCatalog = current_app.extensions.get(ATTACK_EXTENSION) or AttackCatalog()
+    return catalog
+
+
 # incidents ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IncidentDetail:
@@ -103,6 +115,8 @@ class IncidentDetail:
     events_truncated: bool
     timeline: tuple[TimelineEntry, ...]
     runs: tuple[PlaybookRun, ...]
+    #: ATT&CK techniques of the incident's tags, with names, tactics and mitigations when a bundle is loaded
+    attack: tuple[Technique, ...] = ()
 
 
 def parse_int(raw: str | None, field: str, default: int, maximum: int) -> int:
@@ -131,8 +145,10 @@ def list_incidents(store: Store, status: str | None = None, limit: int = 100, of
     return store.list_incidents(status=wanted, limit=limit, offset=offset)
 
 
-def incident_detail(store: Store, incident_id: str, event_limit: int = INCIDENT_EVENT_LIMIT) -> IncidentDetail:
-    """The incident with its alerts, their events, its timeline and its playbook runs."""
+def incident_detail(
+    store: Store, incident_id: str, event_limit: int = INCIDENT_EVENT_LIMIT, attack: AttackCatalog | None = None
+) -> IncidentDetail:
+    """The incident with its alerts, their events, its timeline, its playbook runs and its ATT&CK techniques."""
     incident = store.get_incident(incident_id)
     alerts = store.list_alerts(incident_id=incident_id)
     event_ids = list(dict.fromkeys(eid for alert in alerts for eid in alert.event_ids))
@@ -144,6 +160,7 @@ def incident_detail(store: Store, incident_id: str, event_limit: int = INCIDENT_
         events_truncated=len(event_ids) > event_limit,
         timeline=tuple(store.timeline(incident_id)),
         runs=tuple(store.list_runs(incident_id=incident_id)),
+        attack=tuple((attack or AttackCatalog()).for_tags([*incident.tags, *(t for a in alerts for t in a.tags)])),
     )
 
 

@@ -160,7 +160,7 @@ def incidents() -> ResponseReturnValue:
 @web.get("/incidents/<incident_id>")
 @login_required
 def incident(incident_id: str) -> ResponseReturnValue:
-    detail = services.incident_detail(current_store(), incident_id)
+    detail = services.incident_detail(current_store(), incident_id, attack=services.current_attack())
     return render_template("incident.html", d=detail, statuses=list(IncidentStatus))
 
 

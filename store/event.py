@@ -8,6 +8,7 @@ nested ECS JSON form used for storage, export and the API.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -53,6 +54,22 @@ def stable_id(*parts: str) -> str:
     return digest[:32]
 
 
+@functools.lru_cache(maxsize=65_536)  # addresses repeat heavily in telemetry
+def _normal_ip(text: str) -> str:
+    return str(ipaddress.ip_address(text))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _doc_path(name: str) -> tuple[str, ...]:
+    """Where a dotted field sits in the nested document (flattened sub-keys stay one key)."""
+    if name == "@timestamp":
+        return (name,)
+    spec = lookup(name)
+    if spec is not None and spec.type is FieldType.FLATTENED and spec.name != name:
+        return (*spec.name.split("."), name[len(spec.name) + 1 :])
+    return tuple(name.split("."))
+
+
 def _check_scalar(name: str, ftype: FieldType, value: Any) -> Scalar:
     if not isinstance(value, _SCALARS):
         raise EventValidationError(
@@ -62,7 +79,7 @@ def _check_scalar(name: str, ftype: FieldType, value: Any) -> Scalar:
         raise EventValidationError(f"field {name!r}: {value!r} is not a finite number")
     if ftype is FieldType.IP:
         try:
-            return str(ipaddress.ip_address(str(value)))
+            return _normal_ip(str(value))
         except ValueError as exc:
             raise EventValidationError(f"field {name!r}: {value!r} is not an IP address") from exc
     if ftype is FieldType.LONG:
@@ -165,18 +182,31 @@ class Event:
 
     def replace(self, **changes: Value | None) -> Event:
         """A new event with fields added, changed or (value ``None``) removed."""
+        return self.with_fields(changes)
+
+    def with_fields(self, values: Mapping[str, Value | None]) -> Event:
+        """A new event with ``values`` added or changed (``None`` removes a field).
+
+        Only the new values are validated: the existing ones were checked when
+        this event was built, and events are immutable.
+        """
         merged: dict[str, Value] = dict(self.fields)
-        for name, value in changes.items():
+        for name, value in values.items():
+            if name in ("@timestamp", "event.id"):
+                continue
             if value is None:
                 merged.pop(name, None)
             else:
-                merged[name] = value
-        return Event(id=self.id, timestamp=self.timestamp, fields=merged)
+                merged[name] = validate_field(name, value)
+        return self._validated(merged)
 
-    def with_fields(self, values: Mapping[str, Value]) -> Event:
-        merged = dict(self.fields)
-        merged.update(values)
-        return Event(id=self.id, timestamp=self.timestamp, fields=merged)
+    def _validated(self, fields: dict[str, Value]) -> Event:
+        clone = object.__new__(Event)
+        object.__setattr__(clone, "id", self.id)
+        object.__setattr__(clone, "timestamp", self.timestamp)
+        object.__setattr__(clone, "fields", MappingProxyType(fields))
+        object.__setattr__(clone, "schema_version", self.schema_version)
+        return clone
 
     def flat(self) -> dict[str, Value]:
         """All fields, dotted, including ``@timestamp`` and ``event.id``."""
@@ -188,11 +218,7 @@ class Event:
         """Nested ECS JSON document."""
         doc: dict[str, Any] = {}
         for name, value in self.flat().items():
-            spec = lookup(name)
-            if spec is not None and spec.type is FieldType.FLATTENED and spec.name != name:
-                parts = [*spec.name.split("."), name[len(spec.name) + 1 :]]
-            else:
-                parts = name.split(".") if name != "@timestamp" else [name]
+            parts = _doc_path(name)
             node = doc
             for part in parts[:-1]:
                 node = node.setdefault(part, {})

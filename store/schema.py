@@ -9,6 +9,7 @@ the single source for validation (:mod:`store.event`), for ``docs/schema.md``
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 SCHEMA_VERSION = "1.0"
@@ -260,6 +261,7 @@ FLATTENED_PREFIXES: tuple[str, ...] = tuple(
 )
 
 
+@functools.lru_cache(maxsize=65_536)  # bounded: flattened sub-keys come from event content
 def lookup(name: str) -> FieldSpec | None:
     """The spec for ``name``; sub-keys of a flattened field resolve to it."""
     spec = FIELDS.get(name)

@@ -205,27 +205,34 @@ class SQLiteStore(Store):
     def put_events(self, events: Sequence[Event]) -> list[Event]:
         if not events:
             return []
-        stored: list[Event] = []
+        batch = list({event.id: event for event in events}.values())  # first occurrence of each id wins
         ingested = format_ts(_now())
         with self._write() as conn:
-            for event in events:
-                # ON CONFLICT only skips duplicate ids; a failing CHECK (invalid JSON) still raises
-                cur = conn.execute(
-                    "INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
-                    (event.id, format_ts(event.timestamp), ingested, event.get("event.dataset"), event.to_json()),
-                )
-                if cur.rowcount == 0:
-                    continue
-                conn.execute("INSERT INTO events_fts(id, body) VALUES (?,?)", (event.id, _fts_body(event)))
-                terms = []
+            existing: set[str] = set()
+            ids = [event.id for event in batch]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                sql = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"  # noqa: S608 - placeholders
+                existing.update(row[0] for row in conn.execute(sql, chunk))
+            stored = [event for event in batch if event.id not in existing]
+            # plain INSERT: a failing CHECK (invalid JSON) raises instead of being skipped
+            conn.executemany(
+                "INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)",
+                [
+                    (e.id, format_ts(e.timestamp), ingested, e.get("event.dataset"), e.to_json())
+                    for e in stored
+                ],
+            )
+            conn.executemany("INSERT INTO events_fts(id, body) VALUES (?,?)", [(e.id, _fts_body(e)) for e in stored])
+            terms = []
+            for event in stored:
                 for name in TERM_FIELDS:
                     value = event.fields.get(name)
                     if value is None:
                         continue
                     for item in value if isinstance(value, tuple) else (value,):
                         terms.append((name, str(item), event.id))
-                conn.executemany("INSERT OR IGNORE INTO event_terms VALUES (?,?,?)", terms)
-                stored.append(event)
+            conn.executemany("INSERT OR IGNORE INTO event_terms VALUES (?,?,?)", terms)
         return stored
 
     @staticmethod

@@ -60,7 +60,7 @@ def test_incident_detail_has_alerts_events_timeline_and_runs(app: Flask) -> None
     response = client.get("/api/v1/incidents/inc-1")
     assert response.status_code == 200 and response.mimetype == "application/json"
     body = response.get_json()
-    assert set(body) == {"incident", "alerts", "events", "events_truncated", "timeline", "runs"}
+    assert set(body) == {"incident", "alerts", "events", "events_truncated", "timeline", "runs", "attack"}
     assert body["incident"]["id"] == "inc-1"
     [alert] = body["alerts"]
     assert alert["rule_title"] == f"Modbus write {HOSTILE}"  # JSON carries the data as is
