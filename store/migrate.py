@@ -29,7 +29,7 @@ from store.base import Store
 from store.errors import Conflict, NotFound, StoreError
 from store.event import format_ts
 from store.models import AuditEntry, DeadLetter, Incident, TimelineEntry
-from store.sqlite import SQLiteStore
+from store.sqlite import SQLiteStore, incident_row
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +71,7 @@ class SQLiteImporter:
                 return False
             conn.execute(
                 "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    incident.id,
-                    incident.title,
-                    int(incident.severity),
-                    incident.status.value,
-                    format_ts(incident.created),
-                    format_ts(incident.updated),
-                    format_ts(incident.first_event_time),
-                    format_ts(incident.last_event_time),
-                    incident.group_key,
-                    _dumps({k: list(v) for k, v in incident.entities.items()}),
-                    _dumps(list(incident.tags)),
-                    incident.alert_count,
-                    incident.mttd_seconds,
-                    incident.assignee,
-                    incident.verdict,
-                ),
+                incident_row(incident),
             )
             conn.executemany(
                 "INSERT INTO incident_timeline VALUES (?,?,?,?,?,?)",

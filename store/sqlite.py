@@ -218,10 +218,7 @@ class SQLiteStore(Store):
             # plain INSERT: a failing CHECK (invalid JSON) raises instead of being skipped
             conn.executemany(
                 "INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)",
-                [
-                    (e.id, format_ts(e.timestamp), ingested, e.get("event.dataset"), e.to_json())
-                    for e in stored
-                ],
+                [(e.id, format_ts(e.timestamp), ingested, e.get("event.dataset"), e.to_json()) for e in stored],
             )
             conn.executemany("INSERT INTO events_fts(id, body) VALUES (?,?)", [(e.id, _fts_body(e)) for e in stored])
             terms = []
@@ -439,23 +436,7 @@ class SQLiteStore(Store):
             try:
                 conn.execute(
                     "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        incident.id,
-                        incident.title,
-                        int(incident.severity),
-                        incident.status.value,
-                        format_ts(incident.created),
-                        format_ts(incident.updated),
-                        format_ts(incident.first_event_time),
-                        format_ts(incident.last_event_time),
-                        incident.group_key,
-                        _dumps({k: list(v) for k, v in incident.entities.items()}),
-                        _dumps(list(incident.tags)),
-                        incident.alert_count,
-                        incident.mttd_seconds,
-                        incident.assignee,
-                        incident.verdict,
-                    ),
+                    incident_row(incident),
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"incident {incident.id!r} exists already") from exc
@@ -768,6 +749,27 @@ class SQLiteStore(Store):
 
     def list_users(self) -> list[User]:
         return [self._user(r) for r in self._conn().execute("SELECT * FROM users ORDER BY username")]
+
+
+def incident_row(incident: Incident) -> tuple[Any, ...]:
+    """The ``incidents`` table row of an incident projection, in column order."""
+    return (
+        incident.id,
+        incident.title,
+        int(incident.severity),
+        incident.status.value,
+        format_ts(incident.created),
+        format_ts(incident.updated),
+        format_ts(incident.first_event_time),
+        format_ts(incident.last_event_time),
+        incident.group_key,
+        _dumps({k: list(v) for k, v in incident.entities.items()}),
+        _dumps(list(incident.tags)),
+        incident.alert_count,
+        incident.mttd_seconds,
+        incident.assignee,
+        incident.verdict,
+    )
 
 
 def _json_path(name: str) -> str:
