@@ -24,30 +24,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from collectors.base import BadRecord, CollectorError, NotMyFormat, Parser, RawRecord, register_parser
+from collectors.field_names import WINDOWS_EVENT_DATA_FIELDS
 from store.errors import EventValidationError
 from store.event import Event, Value, parse_ts, stable_id, validate_field
 
 SYSMON_CHANNEL = "Microsoft-Windows-Sysmon/Operational"
 
-#: EventData item -> ECS field, for every channel (the Sigma pipeline maps rule fields the same way).
-EVENT_DATA_FIELDS: dict[str, str] = {
-    "Image": "process.executable",
-    "CommandLine": "process.command_line",
-    "ParentImage": "process.parent.executable",
-    "ParentCommandLine": "process.parent.command_line",
-    "User": "user.name",
-    "ProcessId": "process.pid",
-    "SourceIp": "source.ip",
-    "SourcePort": "source.port",
-    "SourceHostname": "source.domain",
-    "DestinationIp": "destination.ip",
-    "DestinationPort": "destination.port",
-    "DestinationHostname": "destination.domain",
-    "Protocol": "network.transport",
-    "TargetFilename": "file.path",
-    "QueryName": "dns.question.name",
-    "ImageLoaded": "file.path",
-}
+#: EventData item -> ECS field, for every channel (the Sigma pipeline maps rule fields from the same table).
+EVENT_DATA_FIELDS: dict[str, str] = WINDOWS_EVENT_DATA_FIELDS
 
 #: Security 4688 names its process fields differently; process_creation rules use the Sysmon names.
 SECURITY_4688_FIELDS: dict[str, str] = {

@@ -30,36 +30,11 @@ from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import FieldFunctionTransformation, FieldMappingTransformation
 
+from collectors.field_names import FILE_FIELDS, NETWORK_FIELDS, PROCESS_FIELDS, WINDOWS_EVENT_DATA_FIELDS
 from store.schema import lookup
 
 #: Prefix of Windows EventData items that have no ECS name of their own.
 WINDOWS_EVENT_DATA = "winlog.event_data."
-
-#: Process fields of the Sigma process_creation taxonomy (Sysmon 1 / 4688, auditd, ESF).
-PROCESS_FIELDS: dict[str, str] = {
-    "Image": "process.executable",
-    "CommandLine": "process.command_line",
-    "ParentImage": "process.parent.executable",
-    "ParentCommandLine": "process.parent.command_line",
-    "User": "user.name",
-    "ProcessId": "process.pid",
-}
-
-#: Network connection fields (Sysmon 3, Linux network_connection).
-NETWORK_FIELDS: dict[str, str] = {
-    "SourceIp": "source.ip",
-    "SourcePort": "source.port",
-    "SourceHostname": "source.domain",
-    "DestinationIp": "destination.ip",
-    "DestinationPort": "destination.port",
-    "DestinationHostname": "destination.domain",
-    "Protocol": "network.transport",
-}
-
-#: File event fields (Sysmon 11/23/26 and the generic file_event category).
-FILE_FIELDS: dict[str, str] = {
-    "TargetFilename": "file.path",
-}
 
 #: DNS query fields (Sysmon 22 and the generic dns_query / dns categories).
 DNS_FIELDS: dict[str, str] = {
@@ -105,11 +80,7 @@ FIREWALL_FIELDS: dict[str, str] = {
 
 #: Windows fields with a schema name of their own; every other Windows field is EventData.
 WINDOWS_FIELDS: dict[str, str] = {
-    **PROCESS_FIELDS,
-    **NETWORK_FIELDS,
-    **FILE_FIELDS,
-    "QueryName": "dns.question.name",
-    "ImageLoaded": "file.path",
+    **WINDOWS_EVENT_DATA_FIELDS,  # the table the EVTX parser writes events with
     "EventID": "winlog.event_id",
     "Channel": "winlog.channel",
     "Computer": "host.name",
