@@ -4,7 +4,7 @@ source "$(dirname "$0")/_setup.sh"
 ensure_venv test
 apt_install redis-server mosquitto openssl || log "some Debian packages are unavailable: the tests that need them will be skipped"
 export PATH="$REPO/.venv/bin:$PATH"
-PACKAGES=(store collectors enrichment detections playbooks console lab)
+PACKAGES=(store collectors enrichment detections playbooks compliance console lab)
 
 log "ruff"
 ruff check --no-cache .

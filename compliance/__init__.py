@@ -1,0 +1,1 @@
+"""Compliance: security-level controls, evidence from live data, reports and their integrity."""
