@@ -15,14 +15,18 @@ load generator, not sample data), then measures in the same process:
 
 ``end_to_end`` writes every format's records to log files and runs
 :class:`FileCollector` on each (read, checkpoint, parse, stamp, store) into one
-store, as ``citysoc ingest`` does.  Everything runs on one thread, so the
-figures are per core; events/s counts stored events (a SCADA row is one event
-per tag, so its record count is divided by the number of tags).
+store, as ``citysoc ingest`` does: first in one process (one core), then with
+the formats shared between two collector processes writing the same database
+(two cores).  The per-format rows run on one thread, so they are per core;
+events/s counts stored events (a SCADA row is one event per tag, so its record
+count is divided by the number of tags).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import queue
 import random
 import sqlite3
 import tempfile
@@ -75,7 +79,7 @@ def _auditd(rnd: random.Random, i: int) -> str:
     epoch = T0.timestamp() + i / 1000
     return (
         f"type=SYSCALL msg=audit({epoch:.3f}:{100000 + i}): arch=c000003e syscall=59 success=yes exit=0 "
-        f'ppid={rnd.randrange(2, 30000)} pid={rnd.randrange(2, 30000)} auid=1000 uid=0 euid=0 tty=pts0 ses=3 '
+        f"ppid={rnd.randrange(2, 30000)} pid={rnd.randrange(2, 30000)} auid=1000 uid=0 euid=0 tty=pts0 ses=3 "
         f'comm="curl" exe="/usr/bin/curl" key="netexec"'
     )
 
@@ -177,39 +181,97 @@ def bench_format(name: str, records: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-def end_to_end(records: int, workdir: Path) -> dict[str, Any]:
-    """Every format from log files through FileCollector into one store."""
-    store = SQLiteStore(workdir / "end-to-end.db")
+def _collect(names: list[str], workdir: str, store_path: str, name: str, start: Any, out: Any) -> None:
+    """One collector process: FileCollector on each named format's file, into the shared store."""
+    import collectors.parsers  # noqa: F401 -- registers the parsers in this (spawned) process
+
+    store = SQLiteStore(store_path)
     try:
-        pipeline = IngestPipeline(store, name="bench-e2e")
-        collectors = []
-        for name in TEMPLATES:
-            path = workdir / f"{name}.log"
-            path.write_text("\n".join(make_lines(name, records, seed=11)) + "\n", encoding="utf-8")
-            collectors.append(FileCollector(pipeline, get_parser(name), path, workdir / "state", batch_size=BATCH))
-        start = time.perf_counter()
-        for collector in collectors:
-            collector.run_once()
-        elapsed = time.perf_counter() - start
+        pipeline = IngestPipeline(store, name=name)
+        tailers = [
+            FileCollector(
+                pipeline,
+                get_parser(fmt),
+                Path(workdir) / f"{fmt}.log",
+                Path(workdir) / "state" / Path(store_path).stem / name,
+                batch_size=BATCH,
+            )
+            for fmt in names
+        ]
+        start.wait()  # every process is set up before the clock starts
+        began = time.time()
+        for tailer in tailers:
+            tailer.run_once()
+        out.put((began, time.time(), pipeline.stats.received, pipeline.stats.stored, pipeline.stats.dead_lettered))
     finally:
         store.close()
-    if pipeline.stats.dead_lettered:
-        raise CollectorError(f"bench end to end: {pipeline.stats.dead_lettered} records dead-lettered")
-    stored = pipeline.stats.stored
-    return {"records": pipeline.stats.received, "events": stored, "events_per_s": stored / elapsed}
 
 
-def run_ingest_bench(records: int = 5_000, print_to: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Run the benchmark; print a table (unless ``print_to`` is None) and return the figures."""
+def end_to_end(records: int, workdir: Path, processes: int = 1) -> dict[str, Any]:
+    """Every format from log files through FileCollector into one store.
+
+    With ``processes`` > 1 the formats are shared round-robin between that many collector
+    processes writing to the same database (SQLite serialises their transactions), as a
+    deployment runs one collector per group of sources.  Wall time runs from the moment
+    every process is ready to the end of the last one.
+    """
+    for fmt in TEMPLATES:
+        path = workdir / f"{fmt}.log"
+        if not path.exists():
+            path.write_text("\n".join(make_lines(fmt, records, seed=11)) + "\n", encoding="utf-8")
+    store_path = workdir / f"end-to-end-{processes}.db"
+    SQLiteStore(store_path).close()  # schema created once, before the writers start
+    groups = [list(TEMPLATES)[i::processes] for i in range(processes)]
+    context = multiprocessing.get_context("spawn")  # no inherited locks or connections
+    start = context.Barrier(processes)
+    out = context.Queue()
+    workers = [
+        context.Process(target=_collect, args=(group, str(workdir), str(store_path), f"bench-e2e-{n}", start, out))
+        for n, group in enumerate(groups)
+    ]
+    for worker in workers:
+        worker.start()
+    results: list[tuple[float, float, int, int, int]] = []
+    while len(results) < len(workers):
+        try:
+            results.append(out.get(timeout=1.0))
+        except queue.Empty:
+            # a process that died before reporting would otherwise leave us waiting for ever
+            if any(not w.is_alive() and w.exitcode != 0 for w in workers):
+                for w in workers:
+                    w.kill()
+                raise CollectorError("bench end to end: a collector process died before reporting") from None
+    for worker in workers:
+        worker.join()
+        if worker.exitcode != 0:
+            raise CollectorError(f"bench end to end: a collector process exited with {worker.exitcode}")
+    received = sum(r[2] for r in results)
+    stored = sum(r[3] for r in results)
+    dead = sum(r[4] for r in results)
+    if dead:
+        raise CollectorError(f"bench end to end: {dead} records dead-lettered")
+    elapsed = max(r[1] for r in results) - min(r[0] for r in results)
+    return {"processes": processes, "records": received, "events": stored, "events_per_s": stored / elapsed}
+
+
+def run_ingest_bench(
+    records: int = 5_000, print_to: Callable[[str], None] | None = print, processes: int = 2
+) -> dict[str, Any]:
+    """Run the benchmark; print a table (unless ``print_to`` is None) and return the figures.
+
+    End to end runs with 1, then up to ``processes`` collector processes.
+    """
     if records < 10:
         raise CollectorError("bench ingest: records must be at least 10")
+    if processes < 1:
+        raise CollectorError("bench ingest: processes must be at least 1")
     import collectors.parsers  # noqa: F401 -- registers the parsers by name
 
     with tempfile.TemporaryDirectory(prefix="citysoc-bench-ingest-") as tmp:
         workdir = Path(tmp)
         rows = [bench_format(name, records, workdir) for name in TEMPLATES]
-        e2e = end_to_end(records, workdir)
-    result = {"records_per_format": records, "formats": rows, "end_to_end": e2e}
+        e2e = [end_to_end(records, workdir, n) for n in range(1, processes + 1)]
+    result = {"records_per_format": records, "formats": rows, "end_to_end": e2e[-1], "end_to_end_runs": e2e}
     if print_to is not None:
         print_to(f"ingest benchmark, {records} records per format, one thread; events/s")
         print_to(f"{'format':<14}{'events':>9}{'parse':>11}{'parse+store':>13}{'raw JSON insert':>17}{'store/raw':>11}")
@@ -218,8 +280,10 @@ def run_ingest_bench(records: int = 5_000, print_to: Callable[[str], None] | Non
                 f"{row['format']:<14}{row['events']:>9}{row['parse_eps']:>11,.0f}{row['pipeline_eps']:>13,.0f}"
                 f"{row['reference_eps']:>17,.0f}{row['pipeline_eps'] / row['reference_eps']:>11.2f}"
             )
-        print_to(
-            f"end to end (files -> FileCollector -> pipeline -> SQLite), all formats: {e2e['events']} events, "
-            f"{e2e['events_per_s']:,.0f} events/s"
-        )
+        for run in e2e:
+            print_to(
+                f"end to end (files -> FileCollector -> pipeline -> SQLite), all formats, "
+                f"{run['processes']} collector process{'es' if run['processes'] > 1 else ''}: "
+                f"{run['events']} events, {run['events_per_s']:,.0f} events/s"
+            )
     return result

@@ -1,8 +1,9 @@
 """Counters per source and stage, in the Prometheus text exposition format.
 
 Transports count what they ``received`` and ``spooled`` (or ``rejected``) per
-source; the pipeline's own totals (parsed, dead-lettered, stored, duplicates)
-are added when rendering.  :class:`MetricsServer` serves ``GET /metrics`` on
+source; the pipeline's own counters (received, parsed, dead-lettered, stored,
+duplicates, events from the future), in total and per source, and the clock
+skew per source (last, smallest, largest) are added when rendering.  :class:`MetricsServer` serves ``GET /metrics`` on
 127.0.0.1 for a Prometheus scraper; ``citysoc collect metrics`` prints the same
 text.
 """
@@ -56,6 +57,28 @@ class Metrics:
             ]
             for stage, count in pipeline_stats.as_dict().items():
                 lines.append(f'citysoc_pipeline_records_total{{stage="{stage}"}} {count}')
+            sources = sorted(pipeline_stats.sources.items())
+            lines += [
+                "# HELP citysoc_pipeline_source_records_total Records (events from parsed on) per source and stage.",
+                "# TYPE citysoc_pipeline_source_records_total counter",
+            ]
+            for source, stats in sources:
+                for stage, count in stats.counters().items():
+                    lines.append(
+                        f'citysoc_pipeline_source_records_total{{source="{_label(source)}",stage="{stage}"}} {count}'
+                    )
+            lines += [
+                "# HELP citysoc_pipeline_source_skew_seconds Event time minus receipt time per source "
+                "(positive: device clock ahead).",
+                "# TYPE citysoc_pipeline_source_skew_seconds gauge",
+            ]
+            for source, stats in sources:
+                for which in ("last", "min", "max"):
+                    value = getattr(stats, f"skew_{which}")
+                    if value is not None:
+                        lines.append(
+                            f'citysoc_pipeline_source_skew_seconds{{source="{_label(source)}",which="{which}"}} {value}'
+                        )
         for name, value in sorted((gauges or {}).items()):
             lines += [f"# TYPE citysoc_{name} gauge", f"citysoc_{name} {value}"]
         return "\n".join(lines) + "\n"

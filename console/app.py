@@ -19,7 +19,19 @@ from flask import Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from console import api, auth, security, services, views
+from console import (
+    account_views,
+    admin_api,
+    admin_views,
+    api,
+    auth,
+    compliance_views,
+    playbook_views,
+    rules_views,
+    security,
+    services,
+    views,
+)
 from console.services import (
     ConfigError,
     ConsoleError,
@@ -30,6 +42,8 @@ from console.services import (
     bind_store,
 )
 from enrichment.intel.attack import configured_catalog
+from playbooks.connectors.config import config_path
+from playbooks.escalation import ConnectorEscalator
 from store.errors import Conflict, EventValidationError, NotFound, StoreError
 from store.registry import default_url, home, open_store
 
@@ -106,6 +120,9 @@ def configure_store(app: Flask) -> None:
     bind_store(app, store)
     # ATT&CK bundles (Enterprise, ICS) named by ATTACK_BUNDLES or CITYSOC_ATTACK; without one, ids only
     services.bind_attack(app, configured_catalog(app.config.get("ATTACK_BUNDLES")))
+    # manual escalations go through the playbooks' escalate action once connectors are configured
+    if config_path(home()).exists():
+        services.bind_escalator(app, ConnectorEscalator(store, home()))
 
     @app.teardown_request
     def release_connection(exc: BaseException | None) -> None:
@@ -116,6 +133,17 @@ def configure_store(app: Flask) -> None:
 def configure_blueprints(app: Flask) -> None:
     app.register_blueprint(views.web)
     app.register_blueprint(api.bp, url_prefix=api.PREFIX)
+    app.register_blueprint(rules_views.web)
+    app.register_blueprint(rules_views.api, url_prefix=api.PREFIX)
+    app.register_blueprint(playbook_views.web)
+    app.register_blueprint(playbook_views.api, url_prefix=api.PREFIX)
+    # console security: the TOTP step, MFA set-up, own tokens; admin pages; admin and token API
+    app.register_blueprint(account_views.account)
+    app.register_blueprint(admin_views.admin_web)
+    app.register_blueprint(admin_api.admin_api, url_prefix=api.PREFIX)
+    # compliance: security-level reports, maturity evidence, the report archive
+    app.register_blueprint(compliance_views.web)
+    app.register_blueprint(compliance_views.api, url_prefix=api.PREFIX)
 
 
 def configure_errors(app: Flask) -> None:

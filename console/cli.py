@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from playbooks.connectors import redact
 from store.registry import home
 
 
@@ -43,6 +44,8 @@ def cli(verbose: int) -> None:
     """CitySOC: security operations for smart-city IT, OT and IoT."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # a connector secret echoed back by a receiver never reaches the log
+    redact.install()
 
 
 @cli.command()

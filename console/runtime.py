@@ -23,6 +23,7 @@ from detections.engine import DetectionEngine
 from detections.incidents import IncidentManager
 from detections.intel import IntelAlerter
 from detections.pack import LoadedRules, default_rule_paths, load_rules
+from detections.rule_state import RuleGate
 from detections.worker import create_detection_celery
 from detections.worker import dispatcher as detection_dispatcher
 from enrichment.assets import AssetEnricher, AssetRegister
@@ -76,7 +77,8 @@ def build_runtime(
     celery = create_celery(broker_url, store_url, dirs)
     dispatcher = PlaybookDispatcher(store, library, REGISTRY, enqueuer(celery))
     incidents = IncidentManager(store, listeners=[dispatcher])
-    engine = DetectionEngine(store, rules.ruleset, incidents, rules.correlator, rules.names)
+    # disabled rules and exceptions from the console (CITYSOC_HOME), re-read while running
+    engine = DetectionEngine(store, rules.ruleset, incidents, rules.correlator, rules.names, gate=RuleGate())
     enrichers: list[Enricher] = [AssetEnricher(register)] if len(register) else []
     intel = enricher_for(store)  # after the asset enricher, so intel alerts carry the asset
     if intel is not None:

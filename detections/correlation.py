@@ -1,11 +1,17 @@
 """Sigma v2 correlation rules evaluated in the stream.
 
 Supported types: ``event_count``, ``value_count``, ``temporal`` and
-``temporal_ordered`` with ``group-by`` and ``timespan``.  State is a bounded
+``temporal_ordered`` with ``group-by`` and ``timespan``, and every condition
+operator (``gt``, ``gte``, ``lt``, ``lte``, ``eq``, ``neq``; ``value_count``
+with its ``field``).  A ``temporal`` correlation may instead have an extended
+condition, a boolean expression over the referenced rules (``a and not b``,
+``(a or b) and c``): it is evaluated each time one of them matches, on which
+rules matched in the group's window so far, so ``a and not b`` fires when ``a``
+matches and ``b`` has not within the timespan before it.  State is a bounded
 sliding window per (correlation, group) pair; when a correlation fires, its
-window is cleared so the next alert needs a fresh set of events.  Extended
-(boolean) conditions are reported by :func:`unsupported_reason`, never silently
-ignored.
+window is cleared so the next alert needs a fresh set of events.  What cannot
+be evaluated (extended conditions on other types) is reported by
+:func:`unsupported_reason`, never silently ignored.
 
 Memory is bounded (:data:`MAX_GROUPS` windows of at most
 :data:`MAX_EVENTS_PER_GROUP` entries, least recently used evicted first).  With a
@@ -18,17 +24,23 @@ window is not lost.
 from __future__ import annotations
 
 import json
+import operator
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sigma.correlations import (
+    CorrelationConditionAND,
+    CorrelationConditionNOT,
+    CorrelationConditionOR,
     SigmaCorrelationCondition,
     SigmaCorrelationConditionOperator,
     SigmaCorrelationRule,
     SigmaCorrelationType,
+    SigmaExtendedCorrelationCondition,
+    SigmaRuleReference,
 )
 
 from store.event import Event, format_ts, parse_ts
@@ -57,23 +69,43 @@ def unsupported_reason(rule: SigmaCorrelationRule) -> str | None:
     """Why the stream evaluator cannot run this correlation, or None when it can."""
     if rule.type not in SUPPORTED:
         return f"correlation type {rule.type.name.lower()} is not evaluated in the stream yet"
+    if isinstance(rule.condition, SigmaExtendedCorrelationCondition):
+        if rule.type is not SigmaCorrelationType.TEMPORAL:
+            kind = rule.type.name.lower()
+            return f"extended (boolean) conditions are evaluated for temporal correlations, not {kind}"
+        return None
     if not isinstance(rule.condition, SigmaCorrelationCondition):
-        return "extended (boolean) correlation conditions are not evaluated in the stream yet"
+        return f"correlation condition of type {type(rule.condition).__name__} is not supported"
     if rule.type is SigmaCorrelationType.VALUE_COUNT and not rule.condition.fieldref:
         return "value_count correlation without a condition field"
     return None
 
 
+_OPERATORS: dict[SigmaCorrelationConditionOperator, Callable[[int, int], bool]] = {
+    SigmaCorrelationConditionOperator.GTE: operator.ge,
+    SigmaCorrelationConditionOperator.GT: operator.gt,
+    SigmaCorrelationConditionOperator.EQ: operator.eq,
+    SigmaCorrelationConditionOperator.NEQ: operator.ne,
+    SigmaCorrelationConditionOperator.LTE: operator.le,
+    SigmaCorrelationConditionOperator.LT: operator.lt,
+}
+
+
 def _holds(condition: SigmaCorrelationCondition, value: int) -> bool:
-    op = condition.op
-    target = condition.count
-    return {
-        SigmaCorrelationConditionOperator.GTE: value >= target,
-        SigmaCorrelationConditionOperator.GT: value > target,
-        SigmaCorrelationConditionOperator.EQ: value == target,
-        SigmaCorrelationConditionOperator.LTE: value <= target,
-        SigmaCorrelationConditionOperator.LT: value < target,
-    }.get(op, False)
+    return _OPERATORS[condition.op](value, condition.count)
+
+
+def _truth(node: object, matched: Callable[[str], bool]) -> bool:
+    """An extended condition's parse tree evaluated on which referenced rules ``matched``."""
+    if isinstance(node, SigmaRuleReference):
+        return matched(node.reference)
+    if isinstance(node, CorrelationConditionNOT):
+        return not _truth(node.args[0], matched)
+    if isinstance(node, CorrelationConditionAND):
+        return all(_truth(arg, matched) for arg in node.args)
+    if isinstance(node, CorrelationConditionOR):
+        return any(_truth(arg, matched) for arg in node.args)
+    raise TypeError(f"unexpected element {type(node).__name__} in an extended correlation condition")
 
 
 def rule_key(rule: object) -> str:
@@ -147,9 +179,9 @@ class Correlator:
         else:
             self._windows.move_to_end(key)
         condition = rule.condition
-        assert isinstance(condition, SigmaCorrelationCondition)
         value = ""
         if rule.type is SigmaCorrelationType.VALUE_COUNT:
+            assert isinstance(condition, SigmaCorrelationCondition)
             fieldref = condition.fieldref
             fname = fieldref[0] if isinstance(fieldref, list) else fieldref
             raw = event.get(str(fname))
@@ -162,6 +194,28 @@ class Correlator:
             window.items.popleft()
         while len(window.items) > MAX_EVENTS_PER_GROUP:
             window.items.popleft()
+        if isinstance(condition, SigmaExtendedCorrelationCondition):  # temporal, checked when loaded
+            have = {item[2] for item in window.items}
+            refs = self._ref_names(rule)
+
+            def matched(reference: str) -> bool:
+                names = next((n for n in refs if reference in n), {reference})
+                return bool(names & have)
+
+            fired = _truth(condition.parsed, matched)
+        else:
+            assert isinstance(condition, SigmaCorrelationCondition)
+            fired = _holds(condition, self._measure(rule, window))
+        if not fired:
+            self._persist(key, window, span)
+            return None
+        items = list(window.items)
+        window.items.clear()
+        self._persist(key, window, span)
+        return CorrelationHit(rule, group, [i[1] for i in items], items[0][0], items[-1][0])
+
+    def _measure(self, rule: SigmaCorrelationRule, window: _Window) -> int:
+        """What the condition's count is compared with, per correlation type."""
         if rule.type is SigmaCorrelationType.EVENT_COUNT:
             measure = len(window.items)
         elif rule.type is SigmaCorrelationType.VALUE_COUNT:
@@ -171,14 +225,7 @@ class Correlator:
             measure = sum(1 for names in self._ref_names(rule) if names & have)
         else:  # temporal_ordered: how many referenced rules matched one after another, in rule order
             measure = _ordered_prefix(self._ref_names(rule), window.items)
-        fired = _holds(condition, measure)
-        if not fired:
-            self._persist(key, window, span)
-            return None
-        items = list(window.items)
-        window.items.clear()
-        self._persist(key, window, span)
-        return CorrelationHit(rule, group, [i[1] for i in items], items[0][0], items[-1][0])
+        return measure
 
     @staticmethod
     def _state_key(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
@@ -206,7 +253,10 @@ class Correlator:
 
     @staticmethod
     def _ref_names(rule: SigmaCorrelationRule) -> list[set[str]]:
-        """For each referenced rule, every name it may be matched under (reference, id, name)."""
+        """For each referenced rule, every name it may be matched under (reference, id, name).
+
+        A temporal correlation with an extended condition may name its rules only there.
+        """
         out = []
         for ref in rule.rules or ():
             names = {ref.reference}
@@ -214,6 +264,9 @@ class Correlator:
             if target is not None:
                 names |= {str(getattr(target, "id", "") or ""), str(getattr(target, "name", "") or "")}
             out.append(names - {""})
+        if isinstance(rule.condition, SigmaExtendedCorrelationCondition):
+            listed = set().union(*out) if out else set()
+            out += [{name} for name in rule.condition.get_referenced_rules() if name not in listed]
         return out
 
 

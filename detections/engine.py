@@ -51,6 +51,12 @@ class RuleIndex(Protocol):
     def match(self, event: Event) -> Sequence[MatchingRule]: ...
 
 
+class RuleGate(Protocol):
+    """Run-time say over rules (disabled rules, exceptions); implemented by :class:`detections.rule_state.RuleGate`."""
+
+    def allows(self, rule_id: str, event: Event) -> bool: ...
+
+
 @dataclass
 class EngineStats:
     events: int = 0
@@ -88,6 +94,7 @@ class DetectionEngine:
         correlator: Correlator | None = None,
         rule_names: dict[str, str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        gate: RuleGate | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -96,6 +103,8 @@ class DetectionEngine:
         self._suppressed = self.correlator.suppressed_bases()
         self.rule_names = rule_names or {}  # rule id -> Sigma ``name`` (correlations may reference either)
         self.clock = clock
+        #: a rule the gate refuses for an event neither alerts nor feeds correlations (it is off, or excepted)
+        self.gate = gate
         self.stats = EngineStats()
         self._suppress_until: OrderedDict[tuple[str, tuple[str, ...]], datetime] = OrderedDict()
 
@@ -108,6 +117,8 @@ class DetectionEngine:
         alerts: list[Alert] = []
         matched_names: list[str] = []
         for rule in self.rules.match(event):
+            if self.gate is not None and not self.gate.allows(rule.rule_id, event):
+                continue
             self.stats.matches += 1
             names = [rule.rule_id]
             if rule.rule_id in self.rule_names:
@@ -146,6 +157,8 @@ class DetectionEngine:
 
     def _raise_correlation(self, hit: CorrelationHit, last: Event) -> Alert | None:
         rule = hit.rule
+        if self.gate is not None and not self.gate.allows(str(rule.id or rule.title), last):
+            return None
         tags = [f"{t.namespace}.{t.name}" for t in rule.tags]
         level = rule.level.name.lower() if rule.level else "medium"
         return self._raise(

@@ -25,13 +25,20 @@ from detections.sigma.loader import LoadReport, RuleKind, RuleStatus
 from detections.sigma.loader import load_rules as load_report
 from detections.sigma.matcher import CompiledRule, RuleSet, UnsupportedRuleError, compile_rule
 from detections.sigma.pipelines import citysoc_pipeline
+from store.registry import home
 
 RULES_DIR = Path(__file__).parent / "rules"
 
 
+def custom_rules_dir() -> Path:
+    """Rules written by detection engineers in the console (``$CITYSOC_HOME/rules``)."""
+    return home() / "rules"
+
+
 def default_rule_paths() -> list[Path]:
-    """The built-in smart-city pack."""
-    return [RULES_DIR]
+    """The built-in smart-city pack, plus the custom rules directory when it exists."""
+    custom = custom_rules_dir()
+    return [RULES_DIR, custom] if custom.is_dir() else [RULES_DIR]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from detections.engine import DetectionEngine
 from detections.errors import DetectionError
 from detections.incidents import IncidentListener, IncidentManager
 from detections.pack import default_rule_paths, load_rules
+from detections.rule_state import RuleGate
 from store.base import Store
 from store.registry import open_store
 
@@ -72,7 +73,9 @@ def create_detection_celery(
             rules = load_rules(paths)
             listeners = list(incident_listeners(store)) if incident_listeners else []
             incidents = IncidentManager(store, listeners=listeners)
-            engines["engine"] = DetectionEngine(store, rules.ruleset, incidents, rules.correlator, rules.names)
+            engines["engine"] = DetectionEngine(
+                store, rules.ruleset, incidents, rules.correlator, rules.names, gate=RuleGate()
+            )
         return engines["engine"]
 
     @app.task(name=EVALUATE_TASK, ignore_result=result_backend is None)

@@ -24,21 +24,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from collectors.base import get_parser
 from collectors.transports.files import FileCollector
 from collectors.transports.syslog import SyslogServer
 from console.runtime import Runtime, assets_path, build_runtime
-from enrichment.assets import Asset, AssetRegister
-from lab import scenario
+from enrichment.assets import AssetRegister
+from lab import city, scenario
 from store.models import RunStatus
 from store.registry import home
 
 log = logging.getLogger(__name__)
 
 MARKER = ".citysoc-demo"
-CITY_FILE = Path(__file__).parent / "data" / "city.yml"
+CITY_FILE = city.CITY_FILE
 FILE_PARSERS = {
     scenario.CAMERA_FILE: "camera.platform",
     scenario.MODBUS_FILE: "zeek",
@@ -72,8 +70,8 @@ class DemoResult:
 
 
 def load_city(path: Path = CITY_FILE) -> AssetRegister:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return AssetRegister(Asset.from_dict(row, where=f"{path}: asset {row.get('id')}") for row in data["assets"])
+    """The lab city's system register (see :mod:`lab.city`)."""
+    return city.load_city(path).register
 
 
 def prepare_home(root: Path) -> None:
@@ -158,7 +156,8 @@ def wait_for_runs(runtime: Runtime, worker: subprocess.Popen[bytes], timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = runtime.store.list_runs(limit=1000)
-        if all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) for r in runs):
+        # a run waiting for a person's approval does not move on by itself: it is settled for the demo
+        if all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.WAITING) for r in runs):
             return
         if worker.poll() is not None:
             raise DemoError(f"the Celery worker exited with code {worker.returncode} before the playbooks finished")

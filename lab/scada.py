@@ -50,49 +50,69 @@ class Attack:
             raise ValueError("a replay attack needs a previous day to replay: start at step 96 or later")
 
 
+class Process:
+    """The two-tank process, one 15-minute step at a time (the PLC simulator drives it live).
+
+    ``high`` holds the pumps' stop levels (the setpoints an operator -- or an attacker -- writes).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.level = [3.0, 2.5]
+        self.pump = [0, 0]
+        self.low, self.high = (2.0, 1.6), [4.0, 3.4]
+        self.area, self.capacity = (60.0, 45.0), (100.0, 80.0)
+        self.t = 0
+
+    def step(self, high: Sequence[float] | None = None) -> np.ndarray:
+        """Advance one step; the row of :data:`TAGS` it reads.  ``high`` overrides the stop levels for this step."""
+        rng = self.rng
+        hour = (self.t % STEPS_PER_DAY) / 4
+        demand = 55 * (1 + 0.45 * np.sin(2 * np.pi * (hour - 7) / 24)) + rng.normal(0, 2.5)
+        highs = tuple(high) if high is not None else tuple(self.high)
+        level, pump = self.level, self.pump
+        flows = []
+        for k in range(2):
+            if level[k] < self.low[k]:
+                pump[k] = 1
+            elif level[k] > highs[k]:
+                pump[k] = 0
+            flow = self.capacity[k] * (1 - 0.08 * level[k] / 6) + rng.normal(0, 0.8) if pump[k] else 0.0
+            flows.append(flow)
+            share = 0.6 if k == 0 else 0.4
+            level[k] = float(np.clip(level[k] + (flow - share * demand) * 0.25 / self.area[k], 0.05, 6.0))
+        p1 = 18 + 2.2 * level[0] + rng.normal(0, 0.15)
+        p2 = 22 + 1.8 * level[1] + 0.04 * flows[1] + rng.normal(0, 0.15)
+        self.t += 1
+        return np.array(
+            (
+                level[0] + rng.normal(0, 0.01),
+                level[0] + rng.normal(0, 0.01),
+                level[1] + rng.normal(0, 0.01),
+                flows[0],
+                pump[0],
+                flows[1],
+                pump[1],
+                p1,
+                p2,
+                demand,
+            )
+        )
+
+
 def simulate(days: int, seed: int, attacks: Sequence[Attack] = (), start: datetime = START) -> Table:
     """``days`` of process data at 15-minute steps; labels mark attack steps."""
-    rng = np.random.default_rng(seed)
+    process = Process(seed)
     n = days * STEPS_PER_DAY
     out = np.zeros((n, len(TAGS)))
     labels = np.zeros(n, dtype=int)
-    level = [3.0, 2.5]
-    pump = [0, 0]
-    low, high = (2.0, 1.6), (4.0, 3.4)
-    area, capacity = (60.0, 45.0), (100.0, 80.0)
     for t in range(n):
-        hour = (t % STEPS_PER_DAY) / 4
-        demand = 55 * (1 + 0.45 * np.sin(2 * np.pi * (hour - 7) / 24)) + rng.normal(0, 2.5)
-        hi1 = high[0]
+        hi1 = process.high[0]
         for a in attacks:
             if a.kind == "setpoint-drift" and t >= a.start:
                 # the nudge grows slowly and then stays: +0.6 m at the end of the attack window
                 hi1 += 0.6 * min((t - a.start) / a.duration, 1.0)
-        highs = (hi1, high[1])
-        flows = []
-        for k in range(2):
-            if level[k] < low[k]:
-                pump[k] = 1
-            elif level[k] > highs[k]:
-                pump[k] = 0
-            flow = capacity[k] * (1 - 0.08 * level[k] / 6) + rng.normal(0, 0.8) if pump[k] else 0.0
-            flows.append(flow)
-            share = 0.6 if k == 0 else 0.4
-            level[k] = float(np.clip(level[k] + (flow - share * demand) * 0.25 / area[k], 0.05, 6.0))
-        p1 = 18 + 2.2 * level[0] + rng.normal(0, 0.15)
-        p2 = 22 + 1.8 * level[1] + 0.04 * flows[1] + rng.normal(0, 0.15)
-        out[t] = (
-            level[0] + rng.normal(0, 0.01),
-            level[0] + rng.normal(0, 0.01),
-            level[1] + rng.normal(0, 0.01),
-            flows[0],
-            pump[0],
-            flows[1],
-            pump[1],
-            p1,
-            p2,
-            demand,
-        )
+        out[t] = process.step((hi1, process.high[1]))
     for a in attacks:
         stop = min(a.start + a.duration, n)
         # a moved setpoint stays moved: the attack lasts to the end of the run

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from store.event import Event
+from store.filters import EventPage, IncidentFilter, IncidentPage, IncidentStats, SourceActivity
 from store.models import (
     Alert,
+    ApiToken,
     AuditEntry,
     DeadLetter,
     Incident,
@@ -20,6 +22,7 @@ from store.models import (
     TimelineEntry,
     User,
 )
+from store.query import Node
 
 
 class StoredEventListener(Protocol):
@@ -68,6 +71,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_events(self) -> int: ...
 
+    @abc.abstractmethod
+    def delete_events(self, event_ids: Sequence[str]) -> int:
+        """Delete events (and their index entries) by id, for retention; returns how many existed."""
+
     # dead letters -------------------------------------------------------------
     @abc.abstractmethod
     def add_dead_letter(self, source: str, offset: str, reason: str, raw: str) -> DeadLetter: ...
@@ -91,6 +98,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def count_alerts(self) -> int: ...
+
+    @abc.abstractmethod
+    def count_alerts_by_rule(self, since: datetime | None = None) -> dict[str, dict[str | None, int]]:
+        """Alerts created at or after ``since`` per rule id, split by their incident's verdict (None: no verdict)."""
 
     # incidents ----------------------------------------------------------------
     @abc.abstractmethod
@@ -145,6 +156,16 @@ class Store(abc.ABC):
     def claim_step(self, run_id: str, ref: str, attempt: int) -> bool:
         """False when the step already completed (a redelivered task must not repeat it)."""
 
+    @abc.abstractmethod
+    def swap_step(self, expected: StepRecord | None, new: StepRecord) -> bool:
+        """Compare-and-set one step record: write ``new`` only if the stored record of (run id, ref) still
+        has ``expected``'s status, attempt, started, finished, output and error (or is absent when
+        ``expected`` is None).  Playbook workers race on steps; each transition must happen once."""
+
+    @abc.abstractmethod
+    def active_runs(self) -> dict[str, datetime]:
+        """Runs not finished yet (pending, running, waiting): id -> when each last changed."""
+
     # audit ----------------------------------------------------------------------
     @abc.abstractmethod
     def audit(self, actor: str, action: str, obj: str, details: Mapping[str, Any]) -> AuditEntry:
@@ -166,6 +187,60 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_users(self) -> list[User]: ...
+
+    # API tokens (console) ------------------------------------------------------------
+    @abc.abstractmethod
+    def put_api_token(self, token: ApiToken) -> None:
+        """Insert or replace a token record (keyed by id)."""
+
+    @abc.abstractmethod
+    def get_api_token(self, token_id: str) -> ApiToken: ...
+
+    @abc.abstractmethod
+    def list_api_tokens(self, owner: str | None = None) -> list[ApiToken]:
+        """Newest first; only ``owner``'s when given."""
+
+    @abc.abstractmethod
+    def touch_api_token(self, token_id: str, at: datetime) -> None:
+        """Record a use (only ``last_used`` changes, so a concurrent revocation is never undone)."""
+
+    # analyst queries (console) -----------------------------------------------------------
+    @abc.abstractmethod
+    def query_incidents(self, flt: IncidentFilter, limit: int = 50, offset: int = 0) -> IncidentPage:
+        """One page of the incidents matching ``flt`` in its order, and how many match in all."""
+
+    @abc.abstractmethod
+    def find_events(
+        self,
+        query: Node | None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        histogram: bool = False,
+    ) -> EventPage:
+        """Events matching a parsed query (:mod:`store.query`), newest first.
+
+        With ``histogram`` (and both ``start`` and ``end``) the page carries the counts per
+        interval and the total; otherwise its total is -1 (not counted).
+        """
+
+    @abc.abstractmethod
+    def incident_stats(
+        self, start: datetime, end: datetime, interval: timedelta, scope: tuple[str, ...] | None = None
+    ) -> IncidentStats:
+        """Incidents created and closed per interval with mean MTTD and time to close; per sector and status."""
+
+    @abc.abstractmethod
+    def source_activity(self, since: datetime) -> list[SourceActivity]:
+        """Per dataset: events since ``since`` and the newest one's time."""
+
+    @abc.abstractmethod
+    def move_alerts(self, alert_ids: Sequence[str], source_id: str, target_id: str, actor: str) -> list[str]:
+        """Move alerts between incidents (merge, split), rebuild both projections, note it on both timelines.
+
+        Returns the ids moved; alerts not on ``source_id`` are left alone.
+        """
 
     # lifecycle --------------------------------------------------------------------
     def release(self) -> None:  # noqa: B027 - optional hook, no-op by default

@@ -24,10 +24,11 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from store import elastic_analyst
 from store.base import Store
 from store.errors import AuditChainBroken, Conflict, NotFound, StoreError
 from store.es_bulk import BackPressure, BulkIngester, BulkOp
@@ -42,9 +43,20 @@ from store.es_mapping import (
     record_index_body,
     stream_name,
 )
-from store.event import Event, format_ts, parse_ts
+from store.event import Event, format_ts, parse_ts, stable_id
+from store.filters import (
+    Bucket,
+    EventPage,
+    IncidentFilter,
+    IncidentPage,
+    IncidentStats,
+    SourceActivity,
+    TrendPoint,
+    choose_interval,
+)
 from store.models import (
     Alert,
+    ApiToken,
     AuditEntry,
     DeadLetter,
     Incident,
@@ -57,6 +69,7 @@ from store.models import (
     TimelineEntry,
     User,
 )
+from store.query import Node
 from store.schema import FIELDS, FieldType
 
 GENESIS = "0" * 64
@@ -238,6 +251,8 @@ class ElasticStore(Store):
             except ClusterError as exc:
                 if exc.status != 400 or "already_exists" not in str(exc):
                     raise
+                # an index made by an older version: add fields introduced since (adding fields is allowed)
+                req("PUT", f"/{self._index(suffix)}/_mapping", {"properties": RECORD_PROPERTIES[suffix]})
 
     def close(self) -> None:
         self.http.close()
@@ -405,6 +420,16 @@ class ElasticStore(Store):
     def count_events(self) -> int:
         return self._count(self._events)
 
+    def delete_events(self, event_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(event_ids))
+        deleted = 0
+        for i in range(0, len(ids), 1000):  # data streams take deletes by query, not by _id
+            body = {"query": {"terms": {"event.id": ids[i : i + 1000]}}}
+            resp = self.http.request("POST", f"/{self._events}/_delete_by_query", body,
+                                     {"refresh": "true", "conflicts": "proceed"})
+            deleted += int(resp.get("deleted", 0))
+        return deleted
+
     # dead letters --------------------------------------------------------------------------------
     def _next(self, counter: str, at_least: int = 0) -> int:
         """A cluster-wide increasing number (dead-letter ids), by optimistic concurrency on a counter doc."""
@@ -431,11 +456,19 @@ class ElasticStore(Store):
         raise Conflict(f"counter {counter!r}: too many concurrent writers, gave up after {OCC_RETRIES} tries")
 
     def add_dead_letter(self, source: str, offset: str, reason: str, raw: str) -> DeadLetter:
-        at = _now()
-        dl_id = self._next("dead-letters")
-        body = {"id": dl_id, "at": format_ts(at), "source": source, "offset": offset, "reason": reason, "raw": raw}
-        self._put("dead-letters", str(dl_id), body)
-        return DeadLetter(dl_id, at, source, offset, reason, raw)
+        # the document id is derived from source, offset and content: a resent record is the same dead letter
+        doc_id = "k:" + stable_id("dead-letter", source, offset, raw)
+        for _ in range(2):  # created, or found (also when a concurrent writer created it first)
+            found = self._get("dead-letters", doc_id)
+            if found is not None:
+                s = found["_source"]
+                return DeadLetter(s["id"], parse_ts(s["at"]), s["source"], s["offset"], s["reason"], s["raw"])
+            at = _now()
+            dl_id = self._next("dead-letters")
+            body = {"id": dl_id, "at": format_ts(at), "source": source, "offset": offset, "reason": reason, "raw": raw}
+            if self._create("dead-letters", doc_id, body):
+                return DeadLetter(dl_id, at, source, offset, reason, raw)
+        raise Conflict(f"dead letter {doc_id!r}: created and then not found")
 
     def list_dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
         hits = self._search(self._index("dead-letters"), {"sort": [{"id": "desc"}], "from": offset, "size": limit})
@@ -498,6 +531,56 @@ class ElasticStore(Store):
 
     def count_alerts(self) -> int:
         return self._count(self._index("alerts"))
+
+    def _composite(self, index: str, body: Mapping[str, Any], name: str) -> Iterator[dict[str, Any]]:
+        """Every bucket of the composite aggregation ``name`` in ``body``, page by page."""
+        request = json.loads(json.dumps(body))
+        while True:
+            result = self.http.request("POST", f"/{index}/_search", request, {"ignore_unavailable": "true"})
+            agg = result.get("aggregations", {}).get(name, {})
+            buckets = agg.get("buckets", [])
+            yield from buckets
+            after = agg.get("after_key")
+            if not buckets or after is None:
+                return
+            request["aggs"][name]["composite"]["after"] = after
+
+    def count_alerts_by_rule(self, since: datetime | None = None) -> dict[str, dict[str | None, int]]:
+        # alerts and incidents are separate indices (no join): first the verdict of every judged
+        # incident, then the alerts per (rule, incident) among those and per rule overall
+        verdicts: dict[str, str] = {}
+        judged = {
+            "size": 0,
+            "query": {"exists": {"field": "verdict"}},
+            "aggs": {"v": {"composite": {"size": 1000, "sources": [
+                {"id": {"terms": {"field": "id"}}}, {"verdict": {"terms": {"field": "verdict"}}}]}}},
+        }
+        for bucket in self._composite(self._index("incidents"), judged, "v"):
+            verdicts[bucket["key"]["id"]] = bucket["key"]["verdict"]
+        window: dict[str, Any] = {"range": {"created": {"gte": format_ts(since)}}} if since else {"match_all": {}}
+        totals = {
+            "size": 0,
+            "query": window,
+            "aggs": {"r": {"composite": {"size": 1000, "sources": [{"rule": {"terms": {"field": "rule_id"}}}]}}},
+        }
+        out: dict[str, dict[str | None, int]] = {}
+        for bucket in self._composite(self._index("alerts"), totals, "r"):
+            out[bucket["key"]["rule"]] = {None: int(bucket["doc_count"])}
+        ids = sorted(verdicts)
+        for start in range(0, len(ids), 10_000):  # below the default terms-query limit of 65,536
+            by_incident = {
+                "size": 0,
+                "query": {"bool": {"filter": [window, {"terms": {"incident_id": ids[start : start + 10_000]}}]}},
+                "aggs": {"r": {"composite": {"size": 1000, "sources": [
+                    {"rule": {"terms": {"field": "rule_id"}}}, {"incident": {"terms": {"field": "incident_id"}}}]}}},
+            }
+            for bucket in self._composite(self._index("alerts"), by_incident, "r"):
+                rule, count = bucket["key"]["rule"], int(bucket["doc_count"])
+                verdict = verdicts[bucket["key"]["incident"]]
+                counts = out.setdefault(rule, {None: 0})
+                counts[None] = counts.get(None, 0) - count
+                counts[verdict] = counts.get(verdict, 0) + count
+        return {rule: {v: n for v, n in counts.items() if n > 0} for rule, counts in out.items()}
 
     # incidents -------------------------------------------------------------------------------------
     @staticmethod
@@ -817,6 +900,57 @@ class ElasticStore(Store):
             doc is not None and doc["_source"]["status"] in (StepStatus.SUCCEEDED.value, StepStatus.SKIPPED.value)
         )
 
+    def swap_step(self, expected: StepRecord | None, new: StepRecord) -> bool:
+        doc_id = f"{new.run_id}:{new.ref}"
+        doc = self._get("steps", doc_id)
+        body = {
+            "run_id": new.run_id,
+            "ref": new.ref,
+            "action": new.action,
+            "status": new.status.value,
+            "attempt": new.attempt,
+            "started": format_ts(new.started) if new.started else None,
+            "finished": format_ts(new.finished) if new.finished else None,
+            "inputs": dict(new.inputs),
+            "output": {"value": new.output} if new.output is not None else None,
+            "error": new.error,
+        }
+        if expected is None:
+            if doc is not None:
+                return False
+            body["pos"] = self._count(self._index("steps"), {"term": {"run_id": new.run_id}})
+            created = self._create("steps", doc_id, body)
+            if created:
+                self._touch_run(new.run_id)
+            return created
+        if doc is None:
+            return False
+        have = doc["_source"]
+        want = {
+            "status": expected.status.value,
+            "attempt": expected.attempt,
+            "started": format_ts(expected.started) if expected.started else None,
+            "finished": format_ts(expected.finished) if expected.finished else None,
+            "output": {"value": expected.output} if expected.output is not None else None,
+            "error": expected.error,
+        }
+        if any(_dumps(have.get(k)) != _dumps(v) for k, v in want.items()):
+            return False
+        body["pos"] = have["pos"]
+        try:  # optimistic concurrency: a writer that changed the record since our read wins
+            self._put("steps", doc_id, body, if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
+        except ClusterError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        self._touch_run(new.run_id)
+        return True
+
+    def active_runs(self) -> dict[str, datetime]:
+        statuses = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.WAITING.value]
+        body = {"query": {"terms": {"status": statuses}}, "size": 10_000, "_source": ["id", "updated"]}
+        return {h["_source"]["id"]: parse_ts(h["_source"]["updated"]) for h in self._search(self._index("runs"), body)}
+
     # audit ---------------------------------------------------------------------------------------------
     def audit(self, actor: str, action: str, obj: str, details: Mapping[str, Any]) -> AuditEntry:
         body_json = _dumps(dict(details))
@@ -922,13 +1056,26 @@ class ElasticStore(Store):
             "roles": list(user.roles),
             "must_change_password": user.must_change_password,
             "created": format_ts(user.created or _now()),
+            "agencies": list(user.agencies),
+            "disabled": user.disabled,
+            "mfa_required": user.mfa_required,
+            "mfa_enabled": user.mfa_enabled,
+            "totp_secret": user.totp_secret,
+            "totp_last_step": user.totp_last_step,
+            "failed_logins": user.failed_logins,
+            "locked_until": format_ts(user.locked_until) if user.locked_until else None,
         }
         self._put("users", user.username, body)
 
     @staticmethod
     def _user(s: Mapping[str, Any]) -> User:
+        # users written by older versions lack the security fields: their defaults apply
         return User(s["username"], s["password_hash"], tuple(s["roles"]), bool(s["must_change_password"]),
-                    parse_ts(s["created"]))  # fmt: skip
+                    parse_ts(s["created"]), agencies=tuple(s.get("agencies") or ()),
+                    disabled=bool(s.get("disabled", False)), mfa_required=bool(s.get("mfa_required", False)),
+                    mfa_enabled=bool(s.get("mfa_enabled", False)), totp_secret=s.get("totp_secret") or "",
+                    totp_last_step=int(s.get("totp_last_step") or 0), failed_logins=int(s.get("failed_logins") or 0),
+                    locked_until=parse_ts(s["locked_until"]) if s.get("locked_until") else None)  # fmt: skip
 
     def get_user(self, username: str) -> User:
         doc = self._get("users", username)
@@ -939,6 +1086,186 @@ class ElasticStore(Store):
     def list_users(self) -> list[User]:
         body = {"sort": [{"username": "asc"}], "size": 10_000}
         return [self._user(h["_source"]) for h in self._search(self._index("users"), body)]
+
+    # API tokens ------------------------------------------------------------------------------------------
+    def put_api_token(self, token: ApiToken) -> None:
+        def ts(value: datetime | None) -> str | None:
+            return format_ts(value) if value is not None else None
+
+        body = {"id": token.id, "name": token.name, "owner": token.owner, "token_hash": token.token_hash,
+                "roles": list(token.roles), "agencies": list(token.agencies), "created": format_ts(token.created),
+                "expires": ts(token.expires), "last_used": ts(token.last_used),
+                "revoked": ts(token.revoked)}  # fmt: skip
+        self._put("api-tokens", token.id, body)
+
+    @staticmethod
+    def _api_token(s: Mapping[str, Any]) -> ApiToken:
+        def ts(value: str | None) -> datetime | None:
+            return parse_ts(value) if value else None
+
+        return ApiToken(id=s["id"], name=s["name"], owner=s["owner"], token_hash=s["token_hash"],
+                        roles=tuple(s["roles"]), agencies=tuple(s["agencies"] or ()), created=parse_ts(s["created"]),
+                        expires=ts(s.get("expires")), last_used=ts(s.get("last_used")),
+                        revoked=ts(s.get("revoked")))  # fmt: skip
+
+    def get_api_token(self, token_id: str) -> ApiToken:
+        doc = self._get("api-tokens", token_id)
+        if doc is None:
+            raise NotFound("api token", token_id)
+        return self._api_token(doc["_source"])
+
+    def list_api_tokens(self, owner: str | None = None) -> list[ApiToken]:
+        query: dict[str, Any] = {"term": {"owner": owner}} if owner is not None else {"match_all": {}}
+        body = {"query": query, "sort": [{"created": "desc"}, {"id": "asc"}], "size": 10_000}
+        return [self._api_token(h["_source"]) for h in self._search(self._index("api-tokens"), body)]
+
+    def touch_api_token(self, token_id: str, at: datetime) -> None:
+        # a partial update: a revocation written meanwhile stays
+        self.http.request("POST", f"/{self._index('api-tokens')}/_update/{_q(token_id)}",
+                          {"doc": {"last_used": format_ts(at)}}, self._params())  # fmt: skip
+
+    # analyst queries (console); the bodies are in store.elastic_analyst ---------------------------------
+    def _raw_search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        params = {"ignore_unavailable": "true"}
+        result: dict[str, Any] = self.http.request("POST", f"/{index}/_search", dict(body), params)
+        return result
+
+    def query_incidents(self, flt: IncidentFilter, limit: int = 50, offset: int = 0) -> IncidentPage:
+        result = self._raw_search(self._index("incidents"), elastic_analyst.incident_search(flt, limit, offset))
+        hits = result.get("hits", {})
+        total = hits.get("total", {}).get("value", 0)
+        return IncidentPage(tuple(self._incident(h["_source"]) for h in hits.get("hits", [])), int(total))
+
+    def find_events(
+        self,
+        query: Node | None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        histogram: bool = False,
+    ) -> EventPage:
+        interval = choose_interval(start, end) if histogram and start is not None and end is not None else None
+        body = elastic_analyst.event_search(query, start, end, limit, offset, interval)
+        result = self._raw_search(self._events, body)
+        items = tuple(self._event(h) for h in result.get("hits", {}).get("hits", []))
+        if interval is None:
+            return EventPage(items, -1)
+        buckets = tuple(
+            Bucket(parse_ts(b["key_as_string"]) if "key_as_string" in b else datetime.fromtimestamp(
+                b["key"] / 1000, tz=timezone.utc), int(b["doc_count"]))
+            for b in result.get("aggregations", {}).get("histogram", {}).get("buckets", [])
+        )  # fmt: skip
+        total = int(result.get("hits", {}).get("total", {}).get("value", 0))
+        return EventPage(items, total, buckets, interval)
+
+    def incident_stats(
+        self, start: datetime, end: datetime, interval: timedelta, scope: tuple[str, ...] | None = None
+    ) -> IncidentStats:
+        result = self._raw_search(self._index("incidents"), elastic_analyst.stats_search(start, end, interval, scope))
+        aggs = result.get("aggregations", {})
+        # closings: status entries whose value is "closed" (the entry data is not indexed: checked here)
+        closed_at: dict[str, datetime] = {}
+        after: list[Any] | None = None
+        while True:
+            hits = self._search(self._index("timeline"), elastic_analyst.closings_search(start, end, after))
+            if not hits:
+                break
+            for hit in hits:
+                source = hit["_source"]
+                if source.get("data", {}).get("value") == IncidentStatus.CLOSED.value:
+                    closed_at[source["incident_id"]] = parse_ts(source["at"])
+            after = hits[-1]["sort"]
+        step = interval.total_seconds()
+        done: dict[int, list[float]] = {}
+        ids = sorted(closed_at)
+        for i in range(0, len(ids), 1000):
+            body = {"query": {"bool": {"filter": [{"ids": {"values": ids[i : i + 1000]}},
+                                                  elastic_analyst.incident_query(IncidentFilter(scope=scope))]}},
+                    "runtime_mappings": elastic_analyst.RUNTIME, "size": 1000}  # fmt: skip
+            for hit in self._search(self._index("incidents"), body):
+                incident = self._incident(hit["_source"])
+                if incident.status is not IncidentStatus.CLOSED:
+                    continue  # re-opened since
+                at = closed_at[incident.id]
+                k = int((at - start).total_seconds() // step)
+                done.setdefault(k, []).append((at - incident.created).total_seconds())
+        trend = []
+        for k, b in enumerate(aggs.get("trend", {}).get("buckets", [])):
+            closings = done.get(k, [])
+            trend.append(TrendPoint(
+                start + k * interval, int(b["doc_count"]), b.get("mttd", {}).get("value"),
+                len(closings), sum(closings) / len(closings) if closings else None))  # fmt: skip
+
+        def pairs(name: str) -> tuple[tuple[str, int], ...]:
+            return tuple((str(b["key"]), int(b["doc_count"])) for b in aggs.get(name, {}).get("buckets", []))
+
+        return IncidentStats(
+            trend=tuple(trend),
+            by_sector=pairs("sector"),
+            by_status=pairs("status"),
+            by_severity=tuple((Severity(int(k)).label, n) for k, n in pairs("severity")),
+        )
+
+    def source_activity(self, since: datetime) -> list[SourceActivity]:
+        result = self._raw_search(self._events, elastic_analyst.sources_search(since))
+        return [
+            SourceActivity(str(b["key"]), int(b["doc_count"]),
+                           datetime.fromtimestamp(b["last"]["value"] / 1000, tz=timezone.utc))
+            for b in result.get("aggregations", {}).get("datasets", {}).get("buckets", [])
+        ]  # fmt: skip
+
+    def move_alerts(self, alert_ids: Sequence[str], source_id: str, target_id: str, actor: str) -> list[str]:
+        if source_id == target_id:
+            raise Conflict(f"cannot move alerts from incident {source_id!r} to itself")
+        for incident_id in (source_id, target_id):
+            if self._get("incidents", incident_id) is None:
+                raise NotFound("incident", incident_id)
+        moved: list[str] = []
+        for alert_id in dict.fromkeys(alert_ids):
+            for _ in range(OCC_RETRIES):
+                doc = self._get("alerts", alert_id)
+                if doc is None or doc["_source"].get("incident_id") != source_id:
+                    break
+                try:
+                    self._put("alerts", alert_id, dict(doc["_source"], incident_id=target_id),
+                              if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])  # fmt: skip
+                except ClusterError as exc:
+                    if exc.status != 409:
+                        raise
+                    continue
+                moved.append(alert_id)
+                break
+        if not moved:
+            return moved
+        self.http.request("POST", f"/{self._index('alerts')}/_refresh")
+        for incident_id, kind, data in (
+            (source_id, "alerts_moved_out", {"alert_ids": moved, "to": target_id}),
+            (target_id, "alerts_moved_in", {"alert_ids": moved, "from": source_id}),
+        ):
+            alerts = self.list_alerts(incident_id=incident_id, limit=10_000)
+
+            def project(source: dict[str, Any], alerts: list[Alert] = alerts) -> dict[str, Any]:
+                if not alerts:
+                    return dict(source, alert_count=0, entities={}, tags=[])
+                entities: dict[str, list[str]] = {}
+                for alert in alerts:
+                    for key, value in alert.entities.items():
+                        bucket = entities.setdefault(key, [])
+                        if value not in bucket:
+                            bucket.append(value)
+                return dict(
+                    source,
+                    severity=max(int(a.severity) for a in alerts),
+                    first_event_time=format_ts(min(a.event_time for a in alerts)),
+                    last_event_time=format_ts(max(a.event_time for a in alerts)),
+                    entities=entities,
+                    tags=list(dict.fromkeys(t for a in alerts for t in a.tags)),
+                    alert_count=len(alerts),
+                )
+
+            self._append(incident_id, kind, actor, data, project)
+        return moved
 
 
 def _q(doc_id: str) -> str:

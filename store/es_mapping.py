@@ -341,6 +341,13 @@ RECORD_PROPERTIES: dict[str, dict[str, Any]] = {
     "users": {
         "username": _KW, "password_hash": {"type": "keyword", "index": False, "doc_values": False},
         "roles": _KW, "must_change_password": {"type": "boolean"}, "created": _DATE,
+        "agencies": _KW, "disabled": {"type": "boolean"}, "mfa_required": {"type": "boolean"},
+        "mfa_enabled": {"type": "boolean"}, "totp_secret": {"type": "keyword", "index": False, "doc_values": False},
+        "totp_last_step": {"type": "long"}, "failed_logins": {"type": "integer"}, "locked_until": _DATE,
+    },
+    "api-tokens": {
+        "id": _KW, "name": _KW, "owner": _KW, "token_hash": {"type": "keyword", "index": False, "doc_values": False},
+        "roles": _KW, "agencies": _KW, "created": _DATE, "expires": _DATE, "last_used": _DATE, "revoked": _DATE,
     },
 }  # fmt: skip
 

@@ -1,7 +1,7 @@
 """Copying one store into another (``citysoc store migrate``), e.g. the embedded file into a cluster.
 
 Most records go through the ordinary :class:`store.base.Store` interface, which is
-idempotent for them (events and alerts by id, runs refused when present, users
+idempotent for them (events and alerts by id, runs refused when present, users and API tokens
 replaced).  Three kinds must keep what the interface would re-stamp, so the target
 takes them verbatim through :class:`RecordImporter`:
 
@@ -166,6 +166,12 @@ def migrate(source: Store, target: Store, batch: int = 1000, progress: Progress 
     for user in source.list_users():
         kind.source += 1
         target.put_user(user)  # replace: the source is authoritative
+        kind.copied += 1
+
+    kind = report.kind("api_tokens")
+    for token in source.list_api_tokens():
+        kind.source += 1
+        target.put_api_token(token)  # hashed secrets only; keyed by id, so a re-run replaces
         kind.copied += 1
 
     kind = report.kind("events")

@@ -163,8 +163,34 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class User:
+    """A console user.  ``agencies`` empty = all agencies; ``totp_secret`` is encrypted by the console."""
+
     username: str
     password_hash: str
     roles: tuple[str, ...]
     must_change_password: bool = False
     created: datetime | None = None
+    agencies: tuple[str, ...] = ()
+    disabled: bool = False
+    mfa_required: bool = False
+    mfa_enabled: bool = False
+    totp_secret: str = ""
+    totp_last_step: int = 0
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API token; only the SHA-256 of its secret is kept.  ``agencies`` empty = the owner's scope."""
+
+    id: str
+    name: str
+    owner: str
+    token_hash: str
+    roles: tuple[str, ...]
+    agencies: tuple[str, ...]
+    created: datetime
+    expires: datetime | None = None
+    last_used: datetime | None = None
+    revoked: datetime | None = None

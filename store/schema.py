@@ -77,6 +77,9 @@ _TABLE: tuple[tuple, ...] = (
     ("event.original", T, "The raw record as received.", False, S),
     ("event.created", DT, "When the collector first saw the record."),
     ("event.ingested", DT, "When the record was stored."),
+    ("event.skew_seconds", D, "CitySOC extension (not ECS): @timestamp minus event.created, in seconds. "
+     "Positive: the device clock is ahead (beyond 5 s the event is tagged clock_skew_future); negative: "
+     "transport delay plus device clock lag, or the age of a replayed file."),
     ("event.duration", L, "Duration in nanoseconds."),
     ("event.sequence", L, "Sequence number inside the source."),
     ("event.timezone", K, "Original time zone of the source timestamp."),

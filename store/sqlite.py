@@ -15,15 +15,18 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
+from store import sqlite_analyst
 from store.base import Store
 from store.errors import AuditChainBroken, Conflict, NotFound, StoreError
-from store.event import Event, format_ts, parse_ts
+from store.event import Event, format_ts, parse_ts, stable_id
+from store.filters import EventPage, IncidentFilter, IncidentPage, IncidentStats, SourceActivity
 from store.models import (
     Alert,
+    ApiToken,
     AuditEntry,
     DeadLetter,
     Incident,
@@ -36,6 +39,7 @@ from store.models import (
     TimelineEntry,
     User,
 )
+from store.query import Node
 from store.schema import FIELDS, FieldType
 
 SCHEMA = """
@@ -102,6 +106,12 @@ CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL,
     must_change_password INTEGER NOT NULL, created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, token_hash TEXT NOT NULL,
+    roles TEXT NOT NULL, agencies TEXT NOT NULL, created TEXT NOT NULL,
+    expires TEXT, last_used TEXT, revoked TEXT
+);
+CREATE INDEX IF NOT EXISTS api_tokens_owner ON api_tokens(owner);
 """
 
 #: Fields indexed for exact-match filters and entity pivots.
@@ -113,7 +123,22 @@ TERM_FIELDS: tuple[str, ...] = tuple(
     and name not in ("event.original", "event.id")
 )
 
+_TERM_SET = frozenset(TERM_FIELDS)
+
 GENESIS = "0" * 64
+
+#: Columns added to existing tables after the first release: (table, column, declaration), added when missing.
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("users", "agencies", "TEXT NOT NULL DEFAULT '[]'"),
+    ("users", "disabled", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "mfa_required", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "mfa_enabled", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "totp_secret", "TEXT NOT NULL DEFAULT ''"),
+    ("users", "totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "failed_logins", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "locked_until", "TEXT"),
+    ("dead_letters", "key", "TEXT"),
+)
 
 
 def _now() -> datetime:
@@ -151,6 +176,22 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._conn().executescript(SCHEMA)
+        sqlite_analyst.install(self._conn())
+        self._migrate()
+        # after _migrate: older databases get the key column there (rows from before keep NULL, never equal)
+        self._conn().execute("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters(key)")
+
+    def _migrate(self) -> None:
+        """Add columns that databases made by older versions lack (idempotent, safe across processes)."""
+        def missing(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            present = {t: {r["name"] for r in conn.execute(f"PRAGMA table_info({t})")} for t, _, _ in MIGRATIONS}
+            return [m for m in MIGRATIONS if m[1] not in present[m[0]]]
+
+        if not missing(self._conn()):  # the usual case: no write lock taken
+            return
+        with self._write() as conn:
+            for table, column, declaration in missing(conn):  # again under the lock: another process may have won
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     # connections ------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -207,6 +248,10 @@ class SQLiteStore(Store):
             return []
         batch = list({event.id: event for event in events}.values())  # first occurrence of each id wins
         ingested = format_ts(_now())
+        # rows are built before the write lock is taken, so other writers wait only for SQLite itself
+        rows = {e.id: (e.id, format_ts(e.timestamp), ingested, e.get("event.dataset"), e.to_json()) for e in batch}
+        bodies = {e.id: (e.id, _fts_body(e)) for e in batch}
+        term_fields = _TERM_SET
         with self._write() as conn:
             existing: set[str] = set()
             ids = [event.id for event in batch]
@@ -215,21 +260,18 @@ class SQLiteStore(Store):
                 sql = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"  # noqa: S608 - placeholders
                 existing.update(row[0] for row in conn.execute(sql, chunk))
             stored = [event for event in batch if event.id not in existing]
-            # plain INSERT: a failing CHECK (invalid JSON) raises instead of being skipped
-            conn.executemany(
-                "INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)",
-                [(e.id, format_ts(e.timestamp), ingested, e.get("event.dataset"), e.to_json()) for e in stored],
-            )
-            conn.executemany("INSERT INTO events_fts(id, body) VALUES (?,?)", [(e.id, _fts_body(e)) for e in stored])
             terms = []
             for event in stored:
-                for name in TERM_FIELDS:
-                    value = event.fields.get(name)
-                    if value is None:
-                        continue
-                    for item in value if isinstance(value, tuple) else (value,):
-                        terms.append((name, str(item), event.id))
-            conn.executemany("INSERT OR IGNORE INTO event_terms VALUES (?,?,?)", terms)
+                for name, value in event.fields.items():  # an event holds far fewer fields than TERM_FIELDS
+                    if name in term_fields:
+                        for item in value if isinstance(value, tuple) else (value,):
+                            terms.append((name, str(item), event.id, rows[event.id][1]))  # with ts: windowed lookups
+            terms.sort()  # B-tree inserts in key order touch each page once
+            # plain INSERT: a failing CHECK (invalid JSON) raises instead of being skipped
+            conn.executemany("INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)",
+                             [rows[e.id] for e in stored])
+            conn.executemany("INSERT INTO events_fts(id, body) VALUES (?,?)", [bodies[e.id] for e in stored])
+            conn.executemany("INSERT OR IGNORE INTO event_terms(field, value, event_id, ts) VALUES (?,?,?,?)", terms)
         return stored
 
     @staticmethod
@@ -314,14 +356,31 @@ class SQLiteStore(Store):
     def count_events(self) -> int:
         return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
+    def delete_events(self, event_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(event_ids))
+        deleted = 0
+        for i in range(0, len(ids), 5000):  # the FTS table has no index on id: one scan per chunk
+            chunk = ids[i : i + 5000]
+            marks = ",".join("?" * len(chunk))
+            with self._write() as conn:  # one transaction per chunk: the three tables never disagree
+                deleted += conn.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk).rowcount  # noqa: S608
+                conn.execute(f"DELETE FROM events_fts WHERE id IN ({marks})", chunk)  # noqa: S608 - placeholders
+                conn.execute(f"DELETE FROM event_terms WHERE event_id IN ({marks})", chunk)  # noqa: S608
+        return deleted
+
     # dead letters -------------------------------------------------------------------
     def add_dead_letter(self, source: str, offset: str, reason: str, raw: str) -> DeadLetter:
         at = _now()
+        key = stable_id("dead-letter", source, offset, raw)  # a resent record is the same dead letter
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT INTO dead_letters(at, source, offset, reason, raw) VALUES (?,?,?,?,?)",
-                (format_ts(at), source, offset, reason, raw),
+                "INSERT INTO dead_letters(at, source, offset, reason, raw, key) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(key) DO NOTHING",
+                (format_ts(at), source, offset, reason, raw, key),
             )
+            if cur.rowcount == 0:
+                r = conn.execute("SELECT * FROM dead_letters WHERE key=?", (key,)).fetchone()
+                return DeadLetter(r["id"], parse_ts(r["at"]), r["source"], r["offset"], r["reason"], r["raw"])
         return DeadLetter(int(cur.lastrowid or 0), at, source, offset, reason, raw)
 
     def list_dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
@@ -396,6 +455,21 @@ class SQLiteStore(Store):
     def count_alerts(self) -> int:
         return int(self._conn().execute("SELECT count(*) FROM alerts").fetchone()[0])
 
+    def count_alerts_by_rule(self, since: datetime | None = None) -> dict[str, dict[str | None, int]]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT a.rule_id, i.verdict, count(*) FROM alerts a LEFT JOIN incidents i ON i.id = a.incident_id"
+                " WHERE a.created >= ? GROUP BY a.rule_id, i.verdict",
+                (format_ts(since) if since is not None else "",),
+            )
+            .fetchall()
+        )
+        out: dict[str, dict[str | None, int]] = {}
+        for rule_id, verdict, count in rows:
+            out.setdefault(rule_id, {})[verdict] = int(count)
+        return out
+
     # incidents --------------------------------------------------------------------------
     @staticmethod
     def _incident(r: sqlite3.Row) -> Incident:
@@ -440,6 +514,7 @@ class SQLiteStore(Store):
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"incident {incident.id!r} exists already") from exc
+            sqlite_analyst.index_entities(conn, incident.id, incident.entities)
             self._append(
                 conn,
                 incident.id,
@@ -517,6 +592,7 @@ class SQLiteStore(Store):
                     incident_id,
                 ),
             )
+            sqlite_analyst.index_entities(conn, incident_id, {k: (v,) for k, v in alert.entities.items()})
             self._append(
                 conn,
                 incident_id,
@@ -674,6 +750,37 @@ class SQLiteStore(Store):
             row = conn.execute("SELECT status FROM run_steps WHERE run_id=? AND ref=?", (run_id, ref)).fetchone()
             return not (row is not None and row["status"] in (StepStatus.SUCCEEDED.value, StepStatus.SKIPPED.value))
 
+    def swap_step(self, expected: StepRecord | None, new: StepRecord) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT status, attempt, started, finished, output, error FROM run_steps WHERE run_id=? AND ref=?",
+                (new.run_id, new.ref),
+            ).fetchone()
+            if expected is None:
+                if row is not None:
+                    return False
+            else:
+                want = (
+                    expected.status.value,
+                    expected.attempt,
+                    format_ts(expected.started) if expected.started else None,
+                    format_ts(expected.finished) if expected.finished else None,
+                    _dumps(expected.output) if expected.output is not None else None,
+                    expected.error,
+                )
+                if row is None or tuple(row) != want:
+                    return False
+            self._put_step(conn, new)
+            conn.execute("UPDATE runs SET updated=? WHERE id=?", (format_ts(_now()), new.run_id))
+        return True
+
+    def active_runs(self) -> dict[str, datetime]:
+        rows = self._conn().execute(
+            "SELECT id, updated FROM runs WHERE status IN (?,?,?)",
+            (RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.WAITING.value),
+        )
+        return {r["id"]: parse_ts(r["updated"]) for r in rows}
+
     # audit ---------------------------------------------------------------------------------
     def audit(self, actor: str, action: str, obj: str, details: Mapping[str, Any]) -> AuditEntry:
         at = format_ts(_now())
@@ -721,13 +828,23 @@ class SQLiteStore(Store):
     def put_user(self, user: User) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO users VALUES (?,?,?,?,?)",
+                "INSERT OR REPLACE INTO users(username, password_hash, roles, must_change_password, created, agencies,"
+                " disabled, mfa_required, mfa_enabled, totp_secret, totp_last_step, failed_logins, locked_until)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     user.username,
                     user.password_hash,
                     _dumps(list(user.roles)),
                     int(user.must_change_password),
                     format_ts(user.created or _now()),
+                    _dumps(list(user.agencies)),
+                    int(user.disabled),
+                    int(user.mfa_required),
+                    int(user.mfa_enabled),
+                    user.totp_secret,
+                    user.totp_last_step,
+                    user.failed_logins,
+                    format_ts(user.locked_until) if user.locked_until else None,
                 ),
             )
 
@@ -739,6 +856,14 @@ class SQLiteStore(Store):
             tuple(json.loads(r["roles"])),
             bool(r["must_change_password"]),
             parse_ts(r["created"]),
+            agencies=tuple(json.loads(r["agencies"])),
+            disabled=bool(r["disabled"]),
+            mfa_required=bool(r["mfa_required"]),
+            mfa_enabled=bool(r["mfa_enabled"]),
+            totp_secret=r["totp_secret"],
+            totp_last_step=int(r["totp_last_step"]),
+            failed_logins=int(r["failed_logins"]),
+            locked_until=parse_ts(r["locked_until"]) if r["locked_until"] else None,
         )
 
     def get_user(self, username: str) -> User:
@@ -749,6 +874,86 @@ class SQLiteStore(Store):
 
     def list_users(self) -> list[User]:
         return [self._user(r) for r in self._conn().execute("SELECT * FROM users ORDER BY username")]
+
+    # API tokens ----------------------------------------------------------------------------------
+    def put_api_token(self, token: ApiToken) -> None:
+        def ts(value: datetime | None) -> str | None:
+            return format_ts(value) if value is not None else None
+
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO api_tokens(id, name, owner, token_hash, roles, agencies, created, expires,"
+                " last_used, revoked) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (token.id, token.name, token.owner, token.token_hash, _dumps(list(token.roles)),
+                 _dumps(list(token.agencies)), format_ts(token.created), ts(token.expires), ts(token.last_used),
+                 ts(token.revoked)),
+            )  # fmt: skip
+
+    @staticmethod
+    def _api_token(r: sqlite3.Row) -> ApiToken:
+        def ts(value: str | None) -> datetime | None:
+            return parse_ts(value) if value else None
+
+        return ApiToken(
+            id=r["id"], name=r["name"], owner=r["owner"], token_hash=r["token_hash"],
+            roles=tuple(json.loads(r["roles"])), agencies=tuple(json.loads(r["agencies"])),
+            created=parse_ts(r["created"]), expires=ts(r["expires"]), last_used=ts(r["last_used"]),
+            revoked=ts(r["revoked"]),
+        )  # fmt: skip
+
+    def get_api_token(self, token_id: str) -> ApiToken:
+        row = self._conn().execute("SELECT * FROM api_tokens WHERE id=?", (token_id,)).fetchone()
+        if row is None:
+            raise NotFound("api token", token_id)
+        return self._api_token(row)
+
+    def list_api_tokens(self, owner: str | None = None) -> list[ApiToken]:
+        if owner is None:
+            rows = self._conn().execute("SELECT * FROM api_tokens ORDER BY created DESC, id")
+        else:
+            rows = self._conn().execute("SELECT * FROM api_tokens WHERE owner=? ORDER BY created DESC, id", (owner,))
+        return [self._api_token(r) for r in rows]
+
+    def touch_api_token(self, token_id: str, at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE api_tokens SET last_used=? WHERE id=?", (format_ts(at), token_id))
+
+    # analyst queries (console); the SQL is in store.sqlite_analyst ---------------------------
+    def query_incidents(self, flt: IncidentFilter, limit: int = 50, offset: int = 0) -> IncidentPage:
+        rows, total = sqlite_analyst.query_incidents(self._conn(), flt, limit, offset)
+        return IncidentPage(tuple(self._incident(r) for r in rows), total)
+
+    def find_events(
+        self,
+        query: Node | None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        histogram: bool = False,
+    ) -> EventPage:
+        return sqlite_analyst.find_events(self._conn(), query, TERM_FIELDS, start, end, limit, offset, histogram)
+
+    def incident_stats(
+        self, start: datetime, end: datetime, interval: timedelta, scope: tuple[str, ...] | None = None
+    ) -> IncidentStats:
+        return sqlite_analyst.incident_stats(self._conn(), start, end, interval, scope)
+
+    def source_activity(self, since: datetime) -> list[SourceActivity]:
+        return sqlite_analyst.source_activity(self._conn(), since)
+
+    def move_alerts(self, alert_ids: Sequence[str], source_id: str, target_id: str, actor: str) -> list[str]:
+        if source_id == target_id:
+            raise Conflict(f"cannot move alerts from incident {source_id!r} to itself")
+        with self._write() as conn:
+            for incident_id in (source_id, target_id):
+                if conn.execute("SELECT 1 FROM incidents WHERE id=?", (incident_id,)).fetchone() is None:
+                    raise NotFound("incident", incident_id)
+            moved = sqlite_analyst.move_alerts(conn, alert_ids, source_id, target_id)
+            if moved:
+                self._append(conn, source_id, "alerts_moved_out", actor, {"alert_ids": moved, "to": target_id})
+                self._append(conn, target_id, "alerts_moved_in", actor, {"alert_ids": moved, "from": source_id})
+        return moved
 
 
 def incident_row(incident: Incident) -> tuple[Any, ...]:

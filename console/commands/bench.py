@@ -32,10 +32,11 @@ def detect(sigma_windows: Path, regression: Path, events: int, reference_events:
 
     rows, peak_kib, load_seconds = run_bench(sigma_windows, regression, events, reference_events)
     click.echo(f"loaded the Windows pack in {load_seconds:.1f} s (one core, one thread)")
-    click.echo(f"{'rules':>6} {'events':>7} {'indexed ev/s':>13} {'reference ev/s':>15} {'speed-up':>9} {'matches':>8}")
+    click.echo(f"{'workload':<11} {'rules':>6} {'events':>7} {'indexed ev/s':>13} {'reference ev/s':>15} "
+               f"{'speed-up':>9} {'matches':>8}")
     for row in rows:
         click.echo(
-            f"{row.rules:>6} {row.events:>7} {row.indexed_eps:>13,.0f} {row.reference_eps:>15,.0f} "
+            f"{row.workload:<11} {row.rules:>6} {row.events:>7} {row.indexed_eps:>13,.0f} {row.reference_eps:>15,.0f} "
             f"{row.indexed_eps / row.reference_eps:>8.1f}x {row.matches:>8}"
         )
     click.echo(f"peak memory (max RSS): {peak_kib / 1024:.0f} MiB")
@@ -49,3 +50,47 @@ def ingest(records: int) -> None:
     from collectors.bench import run_ingest_bench
 
     run_ingest_bench(records=records, print_to=click.echo)
+
+
+@command.command("playbooks")
+@click.option("--broker", help="Broker URL, e.g. redis://127.0.0.1:6379/0 (default: the embedded one).")
+@click.option("--levels", default="1,10,100", show_default=True, help="Runs per burst wave / runs in flight.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
+@click.option("--mode", type=click.Choice(["burst", "inflight", "both"]), default="both", show_default=True,
+              help="burst: N runs dispatched at once; inflight: probes arrive one at a time while N runs wait.")
+@click.option("--probes", type=click.IntRange(min=1), default=40, show_default=True, help="In-flight probes per level.")
+def playbooks(broker: str | None, levels: str, concurrency: int, mode: str, probes: int) -> None:
+    """Incident -> first step start latency p50/p95 on a real worker, and the slowdown at 10 and 100 runs.
+
+    Two readings: a burst of N runs dispatched at once, and probes arriving one at a time while N runs wait.
+    """
+    from playbooks.bench import BenchError, run_inflight_bench, run_playbook_bench
+
+    try:
+        waves = [int(x) for x in levels.split(",") if x.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{levels!r}: a comma-separated list of integers", param_hint="--levels") from exc
+    try:
+        if mode in ("burst", "both"):
+            run_playbook_bench(waves, broker, concurrency, print_to=click.echo)
+        if mode in ("inflight", "both"):
+            run_inflight_bench(waves, broker, concurrency, probes, print_to=click.echo)
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@command.command("console")
+@click.option("--incidents", type=click.IntRange(min=10), default=100_000, show_default=True)
+@click.option("--events", type=click.IntRange(min=100), default=10_000_000, show_default=True)
+@click.option("--repeat", type=click.IntRange(min=3), default=20, show_default=True, help="Timed requests per kind.")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench-console.db"),
+              show_default=True, help="The embedded store to generate (must not exist unless --reuse).")
+@click.option("--reuse", is_flag=True, help="Measure an existing database from an earlier run.")
+def console(incidents: int, events: int, repeat: int, db: Path, reuse: bool) -> None:
+    """p50/p95 of the incident queue and event search on a generated embedded store (targets 300 ms, 1 s)."""
+    from console.bench_console import run
+
+    try:
+        run(db, incidents, events, repeat, click.echo, reuse=reuse)
+    except FileExistsError as exc:
+        raise click.UsageError(str(exc)) from exc

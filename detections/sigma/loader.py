@@ -316,7 +316,8 @@ def _entry_for_document(origin: str, doc: _Document, pipeline: ProcessingPipelin
     except SigmaError as exc:  # a few pySigma checks raise even when collecting errors
         return RuleEntry(RuleStatus.INVALID, Location(origin, _error_line(exc, doc)), kind, title, rule_id,
                          reason=_message(exc))
-    except (AttributeError, TypeError, KeyError) as exc:  # a section of the wrong YAML type
+    # a section of the wrong YAML type; pySigma's correlation parser even hits an unbound local (NameError)
+    except (AttributeError, TypeError, KeyError, NameError) as exc:
         return RuleEntry(RuleStatus.INVALID, where, kind, title, rule_id,
                          reason=f"pySigma could not read the rule structure: {type(exc).__name__}: {exc}")
     parsed: SigmaRule | SigmaCorrelationRule | SigmaFilter = (collection.rules or collection.filters)[0]

@@ -65,7 +65,7 @@ from sigma.types import (
 )
 
 from detections.errors import DetectionError
-from detections.sigma.anchors import Anchor, rule_anchors
+from detections.sigma.anchors import Clause, rule_anchors
 from detections.sigma.index import AnchorIndex
 from store.errors import EventValidationError
 from store.event import Event, Scalar, parse_ts
@@ -231,6 +231,11 @@ def _text(value: Scalar) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+_MISSING = object()
+#: names Event.get answers from the record itself rather than from its fields
+_RECORD_FIELDS = frozenset({"@timestamp", "event.id"})
+
+
 class MatchContext:
     """One event under evaluation, with its lower-cased text values cached across rules."""
 
@@ -238,20 +243,21 @@ class MatchContext:
 
     def __init__(self, event: Event) -> None:
         self.event = event
-        self._lower: dict[str, str | tuple[str, ...] | None] = {}
+        self._lower: dict[str, object] = {}
 
     def raw(self, name: str) -> Scalar | tuple[Scalar, ...] | None:
         value: Scalar | tuple[Scalar, ...] | None = self.event.get(name)
         return value
 
     def lower(self, name: str) -> str | tuple[str, ...] | None:
-        try:
-            return self._lower[name]
-        except KeyError:
-            pass
-        value = self.event.get(name)
+        cached = self._lower.get(name, _MISSING)
+        if cached is not _MISSING:  # a miss is the common first access: no exception for it
+            return cached  # type: ignore[return-value]
+        value = self.event.fields.get(name) if name not in _RECORD_FIELDS else self.event.get(name)
         out: str | tuple[str, ...] | None
-        if value is None:
+        if type(value) is str:
+            out = value.lower()
+        elif value is None:
             out = None
         elif isinstance(value, tuple):
             out = tuple(_text(item).lower() for item in value)
@@ -279,8 +285,8 @@ class CompiledRule:
     #: the compiled condition; RuleSet calls it with one MatchContext shared by all rules of an event
     predicate: Predicate = field(repr=False, compare=False)
     name: str | None = None
-    #: literal tests one of which holds on every matching event (None: always evaluate); see anchors.py
-    anchors: tuple[Anchor, ...] | None = field(default=None, repr=False, compare=False)
+    #: clauses of literal tests that all hold on every matching event (None: always evaluate); see anchors.py
+    anchors: tuple[Clause, ...] | None = field(default=None, repr=False, compare=False)
     #: per-rule suppression window (custom attribute ``suppression: {timespan, group-by}``); 0 = none
     suppress_seconds: int = 0
     suppress_by: tuple[str, ...] = ()

@@ -32,7 +32,7 @@ def test_list_incidents(app: Flask) -> None:
     seed_incident(store_of(app))
     client = logged_in(app)
     body = client.get("/api/v1/incidents").get_json()
-    assert body["limit"] == 100 and body["offset"] == 0
+    assert body["limit"] == 50 and body["offset"] == 0 and body["total"] == 1
     [incident] = body["incidents"]
     assert incident == {
         "id": "inc-1",
@@ -50,6 +50,8 @@ def test_list_incidents(app: Flask) -> None:
         "mttd_seconds": 20.0,
         "assignee": None,
         "verdict": None,
+        "sla": "breached",  # high: 4 hours to close, long past
+        "sla_deadline": "2026-11-21T12:00:20.000000Z",
     }
     assert client.get("/api/v1/incidents?status=closed").get_json()["incidents"] == []
 
@@ -60,7 +62,7 @@ def test_incident_detail_has_alerts_events_timeline_and_runs(app: Flask) -> None
     response = client.get("/api/v1/incidents/inc-1")
     assert response.status_code == 200 and response.mimetype == "application/json"
     body = response.get_json()
-    assert set(body) == {"incident", "alerts", "events", "events_truncated", "timeline", "runs", "attack"}
+    assert set(body) == {"incident", "alerts", "events", "events_truncated", "timeline", "runs", "attack", "intel"}
     assert body["incident"]["id"] == "inc-1"
     [alert] = body["alerts"]
     assert alert["rule_title"] == f"Modbus write {HOSTILE}"  # JSON carries the data as is

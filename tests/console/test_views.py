@@ -35,11 +35,11 @@ def test_incident_queue_shows_the_columns_and_filters_by_status(app: Flask) -> N
     assert 'class="badge sev-high"' in html and 'class="badge status-new"' in html
     assert "10.20.0.5" in html and "10.30.1.10" in html  # entities
     assert '<td class="num">1</td>' in html  # alert count
-    assert "2026-11-21 08:00:00 UTC" in html  # first event
+    assert "2026-11-21 08:00:20 UTC" in html  # created
     assert "20s" in html  # MTTD
     assert "inc-1" in client.get("/incidents?status=new").get_data(as_text=True)
     closed = client.get("/incidents?status=closed").get_data(as_text=True)
-    assert "inc-1" not in closed and "No incidents with status closed." in closed
+    assert "inc-1" not in closed and "No incidents match these filters." in closed
     assert client.get("/incidents?status=bogus").status_code == 400
 
 
@@ -129,7 +129,7 @@ def test_empty_comment_is_refused(app: Flask) -> None:
     seed_incident(store)
     client = logged_in(app)
     client.post("/incidents/inc-1/comments", data={"csrf_token": session_token(client), "text": "   "})
-    assert "a comment cannot be empty" in client.get("/incidents/inc-1").get_data(as_text=True)
+    assert "Comment failed: this cannot be empty." in client.get("/incidents/inc-1").get_data(as_text=True)
     assert [e.kind for e in store.timeline("inc-1")] == ["created", "alert"]
 
 
@@ -146,7 +146,7 @@ def test_events_page_searches_full_text(app: Flask) -> None:
     html = client.get("/events?q=register").get_data(as_text=True)
     assert "modbus write single register 40001" in html
     assert "camera.platform" not in html
-    assert "No events." in client.get("/events?q=nothingmatchesthis").get_data(as_text=True)
+    assert "No events match." in client.get("/events?q=nothingmatchesthis&range=365d").get_data(as_text=True)
     newest = client.get("/events").get_data(as_text=True)
     assert "modbus write single register" in newest and "camera.platform" in newest
 

@@ -8,7 +8,7 @@ import pytest
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 
-from detections.correlation import Correlator
+from detections.correlation import Correlator, unsupported_reason
 from store.detection_state import DetectionStateStore
 from tests.helpers import event
 
@@ -131,3 +131,66 @@ def test_windows_survive_a_restart(tmp_path: Path) -> None:
     assert DetectionStateStore(path).count() == 0  # the fired window was cleared, in memory and on disk
     without_state = Correlator([_correlation(EVENT_COUNT)])
     assert _feed(without_state, FAIL, 2) == 0
+
+
+@pytest.mark.parametrize(
+    ("op", "fired"),
+    [
+        # at which event (1st to 4th in the group) an operator with threshold 3 fires
+        ("gt", [4]),  # below and at the threshold: nothing
+        ("gte", [3]),
+        ("eq", [3]),
+        # each single event already holds: it fires and clears its window, so every event fires
+        ("lte", [1, 2, 3, 4]),
+        ("lt", [1, 2, 3, 4]),
+        ("neq", [1, 2, 3, 4]),
+    ],
+)
+def test_every_operator_fires_below_at_or_above_its_threshold_as_it_says(op: str, fired: list[int]) -> None:
+    body = EVENT_COUNT.replace("condition: {gte: 3}", f"condition: {{{op}: 3}}")
+    correlator = Correlator([_correlation(body)])
+    assert [n for n in range(1, 5) if _feed(correlator, FAIL, n)] == fired
+
+
+def test_neq_and_lt_do_not_fire_where_the_count_is_excluded() -> None:
+    body = VALUE_COUNT.replace("{gte: 3, field: user.name}", "{neq: 1, field: user.name}")
+    not_one = Correlator([_correlation(body)])
+    assert _feed(not_one, FAIL, 0, user="a") == 0  # one distinct user: excluded
+    assert _feed(not_one, FAIL, 1, user="a") == 0
+    assert _feed(not_one, FAIL, 2, user="b") == 1  # two distinct users
+    below = Correlator([_correlation(EVENT_COUNT.replace("{gte: 3}", "{lt: 1}"))])
+    assert _feed(below, FAIL, 0) == 0  # one event is not fewer than one
+
+
+EXTENDED = """
+title: Failure without a subscribe
+id: 0b0c1d7e-2222-4a53-9a55-000000000005
+correlation:
+  type: temporal
+  group-by: [source.ip]
+  timespan: 5m
+  condition: camera_login_failure and not mqtt_wildcard
+"""
+
+
+def test_an_extended_condition_is_evaluated_on_the_rules_matched_in_the_window() -> None:
+    correlator = Correlator([_correlation(EXTENDED)])
+    assert _feed(correlator, SUB, 0) == 0  # the subscribe alone: the failure is missing
+    assert _feed(correlator, FAIL, 1) == 0  # failure, but a subscribe in the window: "not" excludes it
+    assert _feed(correlator, FAIL, 400) == 1  # the subscribe fell out of the window: failure alone fires
+    either = Correlator([_correlation(EXTENDED.replace("and not", "or"))])
+    assert _feed(either, SUB, 0) == 1
+
+
+def test_an_extended_condition_survives_a_restart_and_other_types_report_it(tmp_path: Path) -> None:
+    both = EXTENDED.replace("and not", "and")
+    path = tmp_path / "citysoc.db"
+    state = DetectionStateStore(path)
+    assert _feed(Correlator([_correlation(both)], state=state), FAIL, 0) == 0
+    state.close()
+    assert _feed(Correlator([_correlation(both)], state=DetectionStateStore(path)), SUB, 1) == 1
+    ordered = _correlation(both.replace("type: temporal", "type: temporal_ordered"))
+    assert unsupported_reason(ordered) == (
+        "extended (boolean) conditions are evaluated for temporal correlations, not temporal_ordered"
+    )
+    assert Correlator([ordered]).rules == []

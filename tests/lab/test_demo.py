@@ -71,9 +71,11 @@ def test_playbook_ran_on_the_worker_and_contained_the_source(demo_home: tuple[Pa
     home, result = demo_home
     store = SQLiteStore(home / "citysoc.db")
     [incident] = store.list_incidents()
-    [run] = store.list_runs(incident_id=incident.id)
-    assert result.playbook_runs == 1 and result.runs_succeeded == 1
-    assert run.playbook == "camera-compromise-ot-pivot" and run.status is RunStatus.SUCCEEDED
+    # other playbooks of the library may trigger on the same incident too; this one is the lab's
+    runs = {r.playbook: r for r in store.list_runs(incident_id=incident.id)}
+    run = runs["camera-compromise-ot-pivot"]
+    assert result.playbook_runs == len(runs) and result.runs_succeeded >= 1
+    assert run.status is RunStatus.SUCCEEDED
     steps = {s.ref: s for s in run.steps}
     assert steps["evidence"].status is StepStatus.SUCCEEDED and steps["evidence"].output["events"] >= 5
     assert steps["block-source"].output["blocked"] == scenario.ATTACKER_IP

@@ -104,3 +104,41 @@ def test_schema_doc_is_current() -> None:
 def test_non_finite_numbers_are_rejected(name: str, value: object) -> None:
     with pytest.raises(EventValidationError, match="finite"):
         event(fields={name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # values the compiled fast paths see first: each must still fail with the field's name
+        ("source.ip", "10.0.0.256", "field 'source.ip'.*not an IP address"),
+        ("source.ip", "010.0.0.1", "field 'source.ip'.*not an IP address"),
+        ("event.created", "2026-13-01T00:00:00.000000Z", "not an ISO 8601 timestamp"),
+        ("source.port", True, "field 'source.port': boolean given for an integer field"),
+        ("source.port", 1.5, "field 'source.port'.*not an integer"),
+        ("ot.request", 1, "field 'ot.request'.*not a boolean"),
+        ("labels.source", ["a", {"b": 1}], "field 'labels.source'.*not allowed"),
+    ],
+)
+def test_fast_paths_keep_every_check(name: str, value: object, message: str) -> None:
+    with pytest.raises(EventValidationError, match=message):
+        event(fields={name: value})
+    with pytest.raises(EventValidationError, match=message):
+        event().with_fields({name: value})
+
+
+def test_fast_paths_normalise_like_the_general_one() -> None:
+    e = event(fields={"source.ip": "::FFFF:10.0.0.1", "event.created": "2026-11-21T15:00:00+07:00",
+                      "ot.register.value": 41, "message": 7, "ot.request": False})  # fmt: skip
+    assert e.get("source.ip") == "::ffff:a00:1"
+    assert e.get("event.created") == "2026-11-21T08:00:00.000000Z"
+    assert e.get("ot.register.value") == 41.0 and isinstance(e.get("ot.register.value"), float)
+    assert e.get("message") == "7"
+    assert e.get("ot.request") is False
+
+
+def test_json_holds_what_orjson_refuses() -> None:
+    e = event(fields={"event.duration": 2**70, "message": "bad \ud800 surrogate"})
+    back = Event.from_json(e.to_json())
+    assert back.get("event.duration") == 2**70
+    assert back.get("message") == "bad \ud800 surrogate"
+    assert json.loads(event(fields={"message": "ok"}).to_json())["message"] == "ok"

@@ -13,6 +13,7 @@ from store.errors import AuditChainBroken
 from store.migrate import MigrationError, migrate, verify_copy
 from store.models import (
     Alert,
+    ApiToken,
     Incident,
     IncidentStatus,
     PlaybookRun,
@@ -56,6 +57,8 @@ def _fill(store: Store) -> None:
         store.audit("analyst.le", "incident.status", "INC-1", {"n": n, "value": "in_progress"})
     store.put_user(User("admin", "pbkdf2:sha256$x$y", ("admin",), True, T0))
     store.put_user(User("analyst.le", "pbkdf2:sha256$a$b", ("analyst",), False, T0))
+    store.put_api_token(ApiToken("tok1", "soar", "analyst.le", "ab" * 32, ("analyst",), ("Hanoi Water Company",), T0,
+                                 expires=T0 + timedelta(days=90)))  # fmt: skip
 
 
 def _snapshot(store: Store) -> dict[str, object]:
@@ -68,6 +71,7 @@ def _snapshot(store: Store) -> dict[str, object]:
         "runs": store.list_runs(),
         "audit": store.audit_entries(),
         "users": store.list_users(),
+        "api_tokens": store.list_api_tokens(),
     }
 
 
@@ -95,6 +99,7 @@ def test_everything_is_copied_as_it_was(source: Store, target: Store) -> None:
     assert target.verify_audit() == 5 == report.audit_verified
     assert {k: (v.source, v.copied) for k, v in report.kinds.items()} == {
         "users": (2, 2),
+        "api_tokens": (1, 1),
         "events": (1200, 1200),
         "dead_letters": (2, 2),
         "alerts": (4, 4),

@@ -73,7 +73,7 @@ def test_poll_stores_tag_values_and_dead_letters_a_bad_block(plc: tuple[int, lis
     assert t1.get("@timestamp") == "2026-11-21T08:00:00.000000Z"
     assert events["L_T7"].get("ot.register.address") == 6
     dead = store.list_dead_letters()
-    assert len(dead) == 2  # one per poll
+    assert len(dead) == 1  # same poll time (frozen clock): the same source, offset and block, stored once
     assert dead[0].reason == "[modbus] plc-ps3 unit 1: exception 2 reading 2 registers at 100"
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from detections.bench import regression_events
+from detections.bench import realistic_stream, regression_events
 from detections.pack import load_rules
+from detections.sigma.anchors import regex_literals
 from detections.sigma.matcher import MatchContext, RuleSet
 from store.event import Event
 from tests.detections.sigma.test_matcher import rule
@@ -23,27 +26,67 @@ def test_anchor_kinds_follow_the_value_shape() -> None:
         condition: sel or other
         """
     )
-    assert set(compiled.anchors or ()) == {("event.action", "eq", "login-failed"), ("user.name", "suffix", "root")}
+    # an OR gives one clause: each alternative's most selective anchor
+    (clause,) = compiled.anchors or ((),)
+    assert set(clause) == {("event.action", "eq", "login-failed"), ("user.name", "suffix", "root")}
 
 
-def test_and_keeps_the_most_selective_operand_and_not_is_unanchored() -> None:
+def test_and_keeps_a_clause_per_anchored_operand_most_selective_first_and_not_is_unanchored() -> None:
     both = rule(
         """
         a: {event.outcome: ok}
         b: {url.path|contains: /cgi-bin/luci}
-        condition: a and b
+        c: {http.request.method: [GET, POST]}
+        condition: a and b and c and not 1 of x*
+        x1: {user.name: admin}
         """
     )
-    assert both.anchors == (("url.path", "contains", "/cgi-bin/luci"),)
+    assert both.anchors == (
+        (("url.path", "contains", "/cgi-bin/luci"),),
+        (("http.request.method", "eq", "get"), ("http.request.method", "eq", "post")),
+        (("event.outcome", "eq", "ok"),),
+    )
     negated = rule("a: {event.outcome: ok}\ncondition: not a")
     assert negated.anchors is None
-    regex = rule("a: {url.path|re: '^/x'}\nb: {event.outcome: ok}\ncondition: a or b")
+    regex = rule("a: {url.path|re: '^/.x'}\nb: {event.outcome: ok}\ncondition: a or b")
     assert regex.anchors is None  # one OR branch without a literal makes the whole rule unanchored
+
+
+def test_numbers_and_regular_expressions_anchor_on_what_every_match_needs() -> None:
+    number = rule("a: {event.severity: 16}\ncondition: a")
+    assert number.anchors == ((("event.severity", "num", "16.0"),),)
+    regex = rule("a: {process.command_line|re: '(?i)ipconfig\\s+/all|net\\s+config'}\ncondition: a")
+    # under (?i) a literal run stops at i and s: re matches them with dotless i and long s
+    assert regex.anchors == ((("process.command_line", "contains", "conf"),
+                              ("process.command_line", "contains", "pconf")),)  # fmt: skip
+    ruleset = RuleSet([rule("a: {event.severity: 16}\ncondition: a", id="6f1b2c4d-0000-4000-8000-000000000003")])
+    assert ruleset.match(event(0, {"event.dataset": "camera.platform", "event.severity": 16}))
+    assert not ruleset.match(event(0, {"event.dataset": "camera.platform", "event.severity": 15}))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "literals"),
+    [
+        (r"(?i)\.exe[\"']?\s+[^\"]{0,64}werfaultsecure\.exe", 'x.EXE "C:\\WerFaultSecure.exe', ["ecure.exe"]),
+        ("(?i)STOP-(service|process)", "stop-Service x", ["top-"]),
+        ("a(bcd)+e", "abcdbcde", ["bcd"]),
+        ("(abc|de)f?", "xdex", ["abc", "de"]),
+        ("(abc|d)", "d", None),  # one branch has no literal of two characters
+        ("a(bcd)*", "a", None),  # zero repetitions match too
+        ("(?i)k", "\u212a", None),  # the Kelvin sign: matches, and single letters never anchor
+    ],
+)
+def test_regex_literals_are_necessary(pattern: str, text: str, literals: list[str] | None) -> None:
+    found = regex_literals(pattern)
+    assert found == literals
+    if found is not None and re.search(pattern, text):
+        assert any(literal in text.lower() for literal in found)
 
 
 def test_keywords_anchor_on_message_and_original() -> None:
     keyword = rule("keywords: ['*Invalid user*']\ncondition: keywords")
-    assert set(keyword.anchors or ()) == {
+    (clause,) = keyword.anchors or ((),)
+    assert set(clause) == {
         ("message", "contains", "invalid user"),
         ("event.original", "contains", "invalid user"),
     }
@@ -82,8 +125,9 @@ def test_index_gives_the_brute_force_matches_over_the_sigmahq_windows_pack() -> 
     ruleset = RuleSet(loaded.compiled)
     # The samples, and the same events with the process image renamed: near misses for the index.
     variants = [e.replace(**{"process.executable": "C:\\Tools\\renamed.bin"}) for e in events]
+    benign = realistic_stream(events, 600)  # everyday values in the same shapes
     total = 0
-    for e in [*events, *variants]:
+    for e in [*events, *variants, *benign]:
         indexed = [r.rule_id for r in ruleset.match(e)]
         assert indexed == _brute_force(ruleset, e), e.get("winlog.record_id")
         total += len(indexed)
