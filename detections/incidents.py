@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from store.base import Store
+from store.filters import EVENT_ENTITY_FIELDS
 from store.models import Alert, Incident, IncidentStatus, Severity
 
 log = logging.getLogger(__name__)
@@ -24,21 +25,8 @@ log = logging.getLogger(__name__)
 #: Entity fields that make the group key, strongest first.
 GROUP_FIELDS: tuple[str, ...] = ("source.ip", "host.name", "iot.device.id", "user.name", "asset.id", "destination.ip")
 
-#: Entity fields copied from events onto alerts and incidents.
-ENTITY_FIELDS: tuple[str, ...] = (
-    "source.ip",
-    "destination.ip",
-    "host.name",
-    "user.name",
-    "iot.device.id",
-    "ot.plc.id",
-    "asset.id",
-    "asset.name",
-    "asset.agency",
-    "asset.sector",
-    "asset.security_level",
-    "asset.criticality",
-)
+#: Entity fields copied from events onto alerts and incidents (one list with the store's incident filters).
+ENTITY_FIELDS: tuple[str, ...] = EVENT_ENTITY_FIELDS
 
 
 class IncidentListener(Protocol):

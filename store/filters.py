@@ -28,8 +28,8 @@ INCIDENT_SORTS: Mapping[str, str] = {
 #: ``sla`` filter values: ``breached`` -- open past its deadline; ``due`` -- open, deadline not yet passed.
 SLA_KINDS: tuple[str, ...] = ("breached", "due")
 
-#: Entity fields an incident can be filtered (and pivoted) on; the embedded store indexes them.
-ENTITY_FILTER_FIELDS: tuple[str, ...] = (
+#: Entity fields the detections copy from events onto alerts and incidents.
+EVENT_ENTITY_FIELDS: tuple[str, ...] = (
     "source.ip",
     "destination.ip",
     "host.name",
@@ -42,8 +42,11 @@ ENTITY_FILTER_FIELDS: tuple[str, ...] = (
     "asset.sector",
     "asset.security_level",
     "asset.criticality",
-    "service.name",
 )
+
+#: Entity fields an incident can be filtered (and pivoted) on; the embedded store indexes them.
+#: ``service.name`` is the source named by "log source silent" alerts.
+ENTITY_FILTER_FIELDS: tuple[str, ...] = (*EVENT_ENTITY_FIELDS, "service.name")
 
 
 class FilterError(StoreError, ValueError):
