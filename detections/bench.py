@@ -130,7 +130,7 @@ _BINARIES: tuple[tuple[str, str, str, str], ...] = (
      "Firefox", r"C:\Program Files\Mozilla Firefox\firefox.exe"),
 )  # fmt: skip
 _USERS = ("nguyen.van.an", "tran.thi.binh", "le.minh.chau", "pham.quoc.dung", "hoang.thu.ha", "vu.duc.hieu")
-_HOSTS = ("IOC-WS-014", "IOC-WS-027", "TRAFFIC-OPS-03", "WATER-HMI-02", "CITYHALL-PC-118", "DC-APP-07")
+_HOSTS = ("OPS-WS-014", "OPS-WS-027", "TRAFFIC-OPS-03", "WATER-HMI-02", "CITYHALL-PC-118", "DC-APP-07")
 _FILES = (r"C:\Users\{user}\AppData\Local\Temp\{hex}.tmp", r"C:\Users\{user}\Documents\Report-{n}.docx",
           r"C:\Users\{user}\AppData\Local\Microsoft\Windows\INetCache\IE\{hex}\image[{n}].png",
           r"C:\ProgramData\Microsoft\Windows Defender\Scans\History\Service\DetectionHistory\{hex}",

@@ -42,7 +42,7 @@ CHANNELS: dict[str, str] = {
     "iot": "iot.platform",
 }
 SLOT = timedelta(minutes=10)
-#: the operators' desks (the IOC) and the outside addresses of open-data developers and citizens
+#: the operators' desks (the operations centre) and the outside addresses of open-data developers and citizens
 OPERATORS = (("op.nguyen", "10.10.3.21"), ("op.tran", "10.10.3.22"), ("op.le", "10.10.3.23"))
 DEVELOPERS = (("key-dev-0007", "203.0.113.17"), ("key-dev-0012", "198.51.100.40"), ("key-dev-0031", "203.0.113.88"))
 INTEGRATIONS = (("key-iot-platform", "10.40.0.5"), ("key-traffic-vms", "10.20.0.5"), ("key-citizen-app", "10.10.1.30"))
@@ -335,7 +335,7 @@ def _web(ctx: Context, ts: datetime) -> list[Record]:
     rng = ctx.rng
     rid = f"{rng.getrandbits(32):08x}"
     kind = rng.random()
-    if kind < 0.3:  # operators on the IOC portal
+    if kind < 0.3:  # operators on the operations-centre portal
         user, ip = rng.choice(OPERATORS)
         path = rng.choice(_PORTAL_PATHS)
         line = web_line(ts, ip, user, "GET", path, 200, rng.randint(800, 90000), BROWSER_UA,

@@ -1,4 +1,4 @@
-"""HTTP ingest: an NDJSON bulk endpoint for systems that push (LGSP, IOC, departments' platforms).
+"""HTTP ingest: an NDJSON bulk endpoint for systems that push (LGSP, the operations centre, departments' platforms).
 
 ``POST /v1/ingest`` with ``Authorization: Bearer <token>`` and one record per
 line.  The token names the source and its parser (:class:`TokenStore`, a JSON

@@ -176,7 +176,7 @@ ROUTES: dict[LogsourceKey, tuple[RouteCondition, ...]] = {
     LogsourceKey("zeek", None, "dns"): ({"event.dataset": ("zeek.dns",)},),
     LogsourceKey("zeek", None, "http"): ({"event.dataset": ("zeek.http",)},),
     LogsourceKey("citysoc", None, "iot_platform"): ({"event.dataset": ("iot.platform",)},),
-    # web server / API gateway access logs: SigmaHQ's webserver category and our IOC API rules
+    # web server / API gateway access logs: SigmaHQ's webserver category and our operations-centre API rules
     LogsourceKey(None, "webserver", None): ({"event.dataset": ("web.access",)},),
     LogsourceKey("linux"): ({"host.os.type": ("linux",)},),
     LogsourceKey("linux", None, "syslog"): ({"event.dataset": ("syslog",)},),

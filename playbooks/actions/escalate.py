@@ -1,4 +1,4 @@
-"""Escalation to the operations centre (IOC) and to emergency agencies: a versioned JSON payload over HTTP.
+"""Escalation to the operations centre and to emergency agencies: a versioned JSON payload over HTTP.
 
 Decree 269 Điều 33.4 asks for response scenarios directly connected to the
 emergency agencies.  An escalation goes to an HTTP connector per receiving

@@ -150,7 +150,7 @@ DRILLS = [
     ),
     Drill(
         "ddos-ioc-api",
-        _incident("Request flood on the IOC API", Severity.HIGH,
+        _incident("Request flood on the Operations-Centre API", Severity.HIGH,
                   {"source.ip": ("198.51.100.7", "198.51.100.8", "203.0.113.9"), "asset.id": ("ioc-portal",)}),
         _alert("87fbaefc-044d-5523-bba6-d1713fd57aa4", Severity.HIGH, ("attack.t1499.002",)),
         _alert("5fcc8b15-61fd-5597-b619-151a55260d1e", Severity.HIGH),
