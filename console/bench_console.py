@@ -221,7 +221,9 @@ def generate_incidents(path: Path, count: int, end: datetime, days: float, seed:
                 terms.extend((key, value, incident_id) for value in values)
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", incidents)
-        conn.executemany("INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", alerts)
+        conn.executemany(  # named columns: the table has later columns (group_by) with defaults
+            "INSERT INTO alerts (id, rule_id, rule_title, severity, created, event_time, event_ids, entities, tags,"
+            " source, description, incident_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", alerts)
         conn.executemany("INSERT INTO incident_timeline VALUES (?,?,?,?,?,?)", timeline)
         conn.executemany("INSERT OR IGNORE INTO incident_terms VALUES (?,?,?)", terms)
         conn.execute("COMMIT")

@@ -10,6 +10,9 @@ A rule may declare a suppression window (``suppression: {timespan: 1h, group-by:
 [source.ip]}``): after it alerts for a group, its further matches for that group within
 the window are counted (``stats.suppressed``) but raise no alert, so one noisy source does not
 bury the queue.  Suppression state is bounded (:data:`MAX_SUPPRESSIONS`, oldest dropped first).
+
+A rule (or correlation) may declare how its alerts group into incidents (``incident-group-by:
+[rule]`` or entity fields, see :mod:`detections.incidents`); the alert carries it as ``group_by``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from detections.correlation import CorrelationHit, Correlator
-from detections.incidents import ENTITY_FIELDS, IncidentManager
+from detections.incidents import ENTITY_FIELDS, GROUP_BY_ATTRIBUTE, IncidentManager, parse_group_by
 from store.base import Store
 from store.event import Event, stable_id
 from store.models import Alert, Severity
@@ -129,7 +132,10 @@ class DetectionEngine:
             if self._in_suppression(rule, event):
                 self.stats.suppressed += 1
                 continue
-            alert = self._raise(rule.rule_id, rule.title, rule.level, list(rule.tags), [event])
+            alert = self._raise(
+                rule.rule_id, rule.title, rule.level, list(rule.tags), [event],
+                group_by=getattr(rule, "incident_group_by", ()),
+            )
             if alert is not None:
                 alerts.append(alert)
         if matched_names:
@@ -169,6 +175,10 @@ class DetectionEngine:
             hit.events,
             last=last,
             description=f"correlation {rule.type.name.lower()} on " + ", ".join(f"{k}={v}" for k, v in hit.group),
+            # validated when the rule was loaded (detections.sigma.loader reports a bad one with its line)
+            group_by=parse_group_by(rule.custom_attributes[GROUP_BY_ATTRIBUTE])
+            if GROUP_BY_ATTRIBUTE in rule.custom_attributes
+            else (),
         )
 
     def _raise(
@@ -180,6 +190,7 @@ class DetectionEngine:
         events: Sequence[Event] | list[str],
         last: Event | None = None,
         description: str = "",
+        group_by: tuple[str, ...] = (),
     ) -> Alert | None:
         event_ids = [e if isinstance(e, str) else e.id for e in events]
         stored = [e for e in events if isinstance(e, Event)]
@@ -200,6 +211,7 @@ class DetectionEngine:
             tags=tuple(tags),
             source="sigma",
             description=description,
+            group_by=group_by,
         )
         if not self.store.add_alert(alert):
             return None  # the same rule on the same events alerted before (redelivery, restart)

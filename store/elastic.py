@@ -496,6 +496,7 @@ class ElasticStore(Store):
             "source": alert.source,
             "description": alert.description,
             "incident_id": alert.incident_id,
+            "group_by": list(alert.group_by),
         }
 
     @staticmethod
@@ -513,6 +514,7 @@ class ElasticStore(Store):
             source=s["source"],
             description=s["description"],
             incident_id=s.get("incident_id"),
+            group_by=tuple(s.get("group_by", ())),  # absent in alerts stored by older versions
         )
 
     def add_alert(self, alert: Alert) -> bool:

@@ -307,7 +307,7 @@ RECORD_PROPERTIES: dict[str, dict[str, Any]] = {
     "alerts": {
         "id": _KW, "rule_id": _KW, "rule_title": {"type": "text"}, "severity": {"type": "integer"},
         "created": _DATE, "event_time": _DATE, "event_ids": _KW, "entities": _OBJ, "tags": _KW,
-        "source": _KW, "description": {"type": "text"}, "incident_id": _KW,
+        "source": _KW, "description": {"type": "text"}, "incident_id": _KW, "group_by": _KW,
     },
     "incidents": {
         "id": _KW, "title": {"type": "text"}, "severity": {"type": "integer"}, "status": _KW,

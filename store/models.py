@@ -76,6 +76,8 @@ class Alert:
     source: str = "sigma"
     description: str = ""
     incident_id: str | None = None
+    #: the rule's ``incident-group-by`` (entity fields or ``rule``); empty: group by the strongest entity
+    group_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     ("users", "failed_logins", "INTEGER NOT NULL DEFAULT 0"),
     ("users", "locked_until", "TEXT"),
     ("dead_letters", "key", "TEXT"),
+    ("alerts", "group_by", "TEXT NOT NULL DEFAULT '[]'"),
 )
 
 
@@ -398,7 +399,9 @@ class SQLiteStore(Store):
     def add_alert(self, alert: Alert) -> bool:
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                # named columns: group_by is added by a migration, after whatever columns came before it
+                "INSERT OR IGNORE INTO alerts (id, rule_id, rule_title, severity, created, event_time, event_ids,"
+                " entities, tags, source, description, incident_id, group_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     alert.id,
                     alert.rule_id,
@@ -412,6 +415,7 @@ class SQLiteStore(Store):
                     alert.source,
                     alert.description,
                     alert.incident_id,
+                    _dumps(list(alert.group_by)),
                 ),
             )
         return cur.rowcount == 1
@@ -431,6 +435,7 @@ class SQLiteStore(Store):
             source=r["source"],
             description=r["description"],
             incident_id=r["incident_id"],
+            group_by=tuple(json.loads(r["group_by"])),
         )
 
     def get_alert(self, alert_id: str) -> Alert:

@@ -62,6 +62,7 @@ from sigma.rule import SigmaRule
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from detections.errors import DetectionError
+from detections.incidents import GROUP_BY_ATTRIBUTE, GroupByError, parse_group_by
 from detections.sigma.matcher import CompiledRule, UnsupportedRuleError, compile_rule
 from detections.sigma.pipelines import citysoc_pipeline
 from store.schema import lookup
@@ -329,11 +330,28 @@ def _entry_for_document(origin: str, doc: _Document, pipeline: ProcessingPipelin
             RuleStatus.INVALID, Location(origin, _error_line(errors[0], doc)), kind, title, rule_id,
             reason="; ".join(dict.fromkeys(_message(e) for e in errors)), rule=parsed,
         )
+    if GROUP_BY_ATTRIBUTE in parsed.custom_attributes:
+        problem = _group_by_problem(parsed)
+        if problem is not None:
+            line = doc.keys.get((GROUP_BY_ATTRIBUTE,), doc.line)
+            return RuleEntry(RuleStatus.INVALID, Location(origin, line), kind, title, rule_id,
+                             reason=f"rule {title!r}: {problem}", rule=parsed)
     if isinstance(parsed, SigmaCorrelationRule):
         return RuleEntry(RuleStatus.UNSUPPORTED, where, kind, title, rule_id, CORRELATION_REASON, rule=parsed)
     if isinstance(parsed, SigmaFilter):
         return RuleEntry(RuleStatus.UNSUPPORTED, where, kind, title, rule_id, FILTER_REASON, rule=parsed)
     return _compile_entry(parsed, where, doc, pipeline, title, rule_id)
+
+
+def _group_by_problem(parsed: SigmaRule | SigmaCorrelationRule | SigmaFilter) -> str | None:
+    """Why the ``incident-group-by`` attribute is wrong, or None (a bad one would silently group per attacker)."""
+    if isinstance(parsed, SigmaFilter):
+        return f"{GROUP_BY_ATTRIBUTE} applies to rules and correlations, not to filters"
+    try:
+        parse_group_by(parsed.custom_attributes[GROUP_BY_ATTRIBUTE])
+    except GroupByError as exc:
+        return str(exc)
+    return None
 
 
 def _compile_entry(

@@ -65,6 +65,7 @@ from sigma.types import (
 )
 
 from detections.errors import DetectionError
+from detections.incidents import GROUP_BY_ATTRIBUTE, GroupByError, parse_group_by
 from detections.sigma.anchors import Clause, rule_anchors
 from detections.sigma.index import AnchorIndex
 from store.errors import EventValidationError
@@ -290,6 +291,8 @@ class CompiledRule:
     #: per-rule suppression window (custom attribute ``suppression: {timespan, group-by}``); 0 = none
     suppress_seconds: int = 0
     suppress_by: tuple[str, ...] = ()
+    #: custom attribute ``incident-group-by`` (see :mod:`detections.incidents`); empty: the default grouping
+    incident_group_by: tuple[str, ...] = ()
 
     def match(self, event: Event) -> bool:
         return self.predicate(MatchContext(event))
@@ -736,7 +739,18 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
         anchors=rule_anchors(trees),
         suppress_seconds=suppress_seconds,
         suppress_by=suppress_by,
+        incident_group_by=_incident_group_by(rule),
     )
+
+
+def _incident_group_by(rule: SigmaRule) -> tuple[str, ...]:
+    """The rule's ``incident-group-by`` custom attribute (the loader reports a bad one with its line first)."""
+    if GROUP_BY_ATTRIBUTE not in rule.custom_attributes:
+        return ()
+    try:
+        return parse_group_by(rule.custom_attributes[GROUP_BY_ATTRIBUTE])
+    except GroupByError as exc:
+        raise UnsupportedRuleError(str(exc), rule.title) from exc
 
 
 def _suppression(rule: SigmaRule) -> tuple[int, tuple[str, ...]]:
