@@ -161,6 +161,15 @@ def _replace_record(records: tuple[StepRecord, ...], new: StepRecord) -> tuple[S
 _RUNNING, _OK, _FAILED = "running", "ok", "failed"
 
 
+def settled(rec: StepRecord, done: tuple[StepStatus, ...] = (StepStatus.SUCCEEDED,)) -> tuple[str, str | None] | None:
+    """The outcome of a step that finished on an earlier pass; None while it is pending or running."""
+    if rec.status in done:
+        return _OK, None
+    if rec.status is StepStatus.FAILED:
+        return _FAILED, rec.error
+    return None
+
+
 @dataclass
 class _Planner:
     playbook: Playbook
@@ -319,10 +328,8 @@ class _Planner:
 
     def foreach(self, step: Step) -> tuple[str, str | None]:
         rec = self.record(step.ref, step)
-        if rec.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
-            return _OK, None
-        if rec.status is StepStatus.FAILED:
-            return _FAILED, rec.error
+        if (finished := settled(rec, done=(StepStatus.SUCCEEDED, StepStatus.SKIPPED))) is not None:
+            return finished
         if rec.status is StepStatus.PENDING:
             refusal = self.refusal(step)
             if refusal:
@@ -344,10 +351,8 @@ class _Planner:
 
     def parallel(self, step: Step) -> tuple[str, str | None]:
         rec = self.record(step.ref, step)
-        if rec.status is StepStatus.SUCCEEDED:
-            return _OK, None
-        if rec.status is StepStatus.FAILED:
-            return _FAILED, rec.error
+        if (finished := settled(rec)) is not None:
+            return finished
         if rec.status is StepStatus.PENDING:
             rec = self.move(step.ref, replace(rec, status=StepStatus.RUNNING, attempt=1, started=self.now))
         outcomes = [self.chain(head) for head in step.branches]
@@ -360,10 +365,8 @@ class _Planner:
 
     def condition(self, step: Step) -> tuple[str, str | None]:
         rec = self.record(step.ref, step)
-        if rec.status is StepStatus.SUCCEEDED:
-            return _OK, None
-        if rec.status is StepStatus.FAILED:
-            return _FAILED, rec.error
+        if (finished := settled(rec)) is not None:
+            return finished
         if rec.status is StepStatus.PENDING:
             try:
                 value = evaluate(step.condition or "false", self.context)
@@ -392,10 +395,8 @@ class _Planner:
     def approval(self, step: Step) -> tuple[str, str | None]:
         assert step.approval is not None  # the model guarantees it for approval steps
         rec = self.record(step.ref, step)
-        if rec.status is StepStatus.SUCCEEDED:
-            return _OK, None
-        if rec.status is StepStatus.FAILED:
-            return _FAILED, rec.error
+        if (finished := settled(rec)) is not None:
+            return finished
         if rec.status is StepStatus.PENDING:
             deadline = self.now + timedelta(seconds=step.effective_timeout)
             inputs = {
