@@ -85,5 +85,10 @@ def get_parser(name: str) -> Parser:
         raise CollectorError(f"no parser named {name!r} (known: {known})") from None
 
 
+def registered_parser(name: str) -> type[Parser] | None:
+    """The parser class registered under ``name``, or None."""
+    return _PARSERS.get(name)
+
+
 def parsers() -> Iterator[type[Parser]]:
     yield from (_PARSERS[k] for k in sorted(_PARSERS))

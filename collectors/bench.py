@@ -13,32 +13,45 @@ load generator, not sample data), then measures in the same process:
   already-serialised JSON documents inserted into a bare SQLite table (one
   primary key, same batch size, same WAL/synchronous settings as the store).
 
+``store`` -- :func:`store.bench.bench_put_events` on every format's events, stamped as the
+pipeline stamps them and serialised and indexed as parse workers deliver them: the store's
+``put_events`` per event against a bare JSON insert of the same documents, same run
+(the writer's floor with parse workers).
+
 ``end_to_end`` writes every format's records to log files and runs
 :class:`FileCollector` on each (read, checkpoint, parse, stamp, store) into one
-store, as ``citysoc ingest`` does: first in one process (one core), then with
-the formats shared between two collector processes writing the same database
-(two cores).  The per-format rows run on one thread, so they are per core;
-events/s counts stored events (a SCADA row is one event per tag, so its record
-count is divided by the number of tags).
+store, as ``citysoc ingest`` does: in one process parsing inline (one core); in
+one collector process with one parse worker process (parsing on one core, storing
+on the other, as ``citysoc ingest --parse-workers 1``); and with the formats
+shared between two collector processes writing the same database.  Each run also
+reports the CPU the collector processes spent per event (with a parse worker: what
+the one writer spends).  The per-format rows run on one thread, so they are per
+core; events/s counts stored events (a SCADA row is one event per tag, so its
+record count is divided by the number of tags).
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import queue
 import random
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from collectors.base import CollectorError, RawRecord, get_parser
 from collectors.pipeline import IngestPipeline
+from collectors.provenance import Provenance
 from collectors.transports.files import FileCollector
+from store.bench import bench_put_events
+from store.event import Event
 from store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
@@ -181,13 +194,41 @@ def bench_format(name: str, records: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _collect(names: list[str], workdir: str, store_path: str, name: str, start: Any, out: Any) -> None:
+def store_events(records: int) -> list[Event]:
+    """Every format's events, stamped as :class:`IngestPipeline` stamps them (for the store-only benchmark)."""
+    provenance = Provenance("bench", "bench-host")
+    now = datetime.now(UTC)
+    events: list[Event] = []
+    for name in TEMPLATES:
+        parser = get_parser(name)
+        for i, line in enumerate(make_lines(name, records)):
+            record = RawRecord(line, f"bench:{name}", str(i), received=T0)
+            events.extend(provenance.stamp(event, record, parser, now) for event in parser.parse(record))
+    return events
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of running processes (Linux ``/proc``; 0 where it cannot be read)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
+def _collect(
+    names: list[str], workdir: str, store_path: str, name: str, start: Any, out: Any, parse_workers: int = 0
+) -> None:
     """One collector process: FileCollector on each named format's file, into the shared store."""
     import collectors.parsers  # noqa: F401 -- registers the parsers in this (spawned) process
 
     store = SQLiteStore(store_path)
+    pipeline = IngestPipeline(store, name=name, parse_workers=parse_workers)
     try:
-        pipeline = IngestPipeline(store, name=name)
+        pipeline.start()  # the workers are up before the clock starts
         tailers = [
             FileCollector(
                 pipeline,
@@ -199,39 +240,49 @@ def _collect(names: list[str], workdir: str, store_path: str, name: str, start: 
             for fmt in names
         ]
         start.wait()  # every process is set up before the clock starts
-        began = time.time()
+        workers = pipeline.parse_worker_pids()
+        began, cpu, worker_cpu = time.time(), time.process_time(), _cpu_seconds(workers)
         for tailer in tailers:
-            tailer.run_once()
-        out.put((began, time.time(), pipeline.stats.received, pipeline.stats.stored, pipeline.stats.dead_lettered))
+            tailer.run_once(drain=False)  # read the next file while the last batches of this one are parsed
+        pipeline.drain()
+        # this process (all its threads: with parse workers, the writer) and its parse workers
+        ended, cpu, worker_cpu = time.time(), time.process_time() - cpu, _cpu_seconds(workers) - worker_cpu
+        stats = pipeline.stats
+        out.put((began, ended, stats.received, stats.stored, stats.dead_lettered, cpu, worker_cpu))
     finally:
+        pipeline.close()
         store.close()
 
 
-def end_to_end(records: int, workdir: Path, processes: int = 1) -> dict[str, Any]:
+def end_to_end(records: int, workdir: Path, processes: int = 1, parse_workers: int = 0) -> dict[str, Any]:
     """Every format from log files through FileCollector into one store.
 
     With ``processes`` > 1 the formats are shared round-robin between that many collector
     processes writing to the same database (SQLite serialises their transactions), as a
-    deployment runs one collector per group of sources.  Wall time runs from the moment
-    every process is ready to the end of the last one.
+    deployment runs one collector per group of sources.  With ``parse_workers`` each collector
+    parses in that many worker processes and only stores itself.  Wall time runs from the
+    moment every process (and worker) is ready to the end of the last one.
     """
     for fmt in TEMPLATES:
         path = workdir / f"{fmt}.log"
         if not path.exists():
             path.write_text("\n".join(make_lines(fmt, records, seed=11)) + "\n", encoding="utf-8")
-    store_path = workdir / f"end-to-end-{processes}.db"
+    store_path = workdir / f"end-to-end-{processes}-{parse_workers}.db"
     SQLiteStore(store_path).close()  # schema created once, before the writers start
     groups = [list(TEMPLATES)[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("spawn")  # no inherited locks or connections
     start = context.Barrier(processes)
     out = context.Queue()
     workers = [
-        context.Process(target=_collect, args=(group, str(workdir), str(store_path), f"bench-e2e-{n}", start, out))
+        context.Process(
+            target=_collect,
+            args=(group, str(workdir), str(store_path), f"bench-e2e-{n}", start, out, parse_workers),
+        )
         for n, group in enumerate(groups)
     ]
     for worker in workers:
         worker.start()
-    results: list[tuple[float, float, int, int, int]] = []
+    results: list[tuple[float, float, int, int, int, float, float]] = []
     while len(results) < len(workers):
         try:
             results.append(out.get(timeout=1.0))
@@ -251,27 +302,58 @@ def end_to_end(records: int, workdir: Path, processes: int = 1) -> dict[str, Any
     if dead:
         raise CollectorError(f"bench end to end: {dead} records dead-lettered")
     elapsed = max(r[1] for r in results) - min(r[0] for r in results)
-    return {"processes": processes, "records": received, "events": stored, "events_per_s": stored / elapsed}
+    return {
+        "processes": processes,
+        "parse_workers": parse_workers,
+        "records": received,
+        "events": stored,
+        "events_per_s": stored / elapsed,
+        "collector_cpu_us_per_event": sum(r[5] for r in results) / max(stored, 1) * 1e6,
+        "parse_worker_cpu_us_per_event": sum(r[6] for r in results) / max(stored, 1) * 1e6,
+    }
+
+
+#: the end-to-end runs: (collector processes, parse workers per collector)
+END_TO_END_RUNS = ((1, 0), (1, 1), (2, 0))
+
+
+def _describe(run: dict[str, Any]) -> str:
+    processes, workers = run["processes"], run["parse_workers"]
+    text = f"{processes} collector process{'es' if processes > 1 else ''}"
+    if workers:
+        text += f" + {workers} parse worker{'s' if workers > 1 else ''}"
+    return text
 
 
 def run_ingest_bench(
-    records: int = 5_000, print_to: Callable[[str], None] | None = print, processes: int = 2
+    records: int = 5_000,
+    print_to: Callable[[str], None] | None = print,
+    runs: Sequence[tuple[int, int]] = END_TO_END_RUNS,
 ) -> dict[str, Any]:
     """Run the benchmark; print a table (unless ``print_to`` is None) and return the figures.
 
-    End to end runs with 1, then up to ``processes`` collector processes.
+    End to end runs once per (collector processes, parse workers per collector) in ``runs``:
+    by default one process parsing inline, one process with one parse worker (parsing on one
+    core, storing on the other), and two collector processes sharing the formats.
     """
     if records < 10:
         raise CollectorError("bench ingest: records must be at least 10")
-    if processes < 1:
-        raise CollectorError("bench ingest: processes must be at least 1")
+    if not runs or any(processes < 1 or workers < 0 for processes, workers in runs):
+        raise CollectorError("bench ingest: each run needs at least 1 collector process and 0 or more parse workers")
     import collectors.parsers  # noqa: F401 -- registers the parsers by name
 
     with tempfile.TemporaryDirectory(prefix="citysoc-bench-ingest-") as tmp:
         workdir = Path(tmp)
         rows = [bench_format(name, records, workdir) for name in TEMPLATES]
-        e2e = [end_to_end(records, workdir, n) for n in range(1, processes + 1)]
-    result = {"records_per_format": records, "formats": rows, "end_to_end": e2e[-1], "end_to_end_runs": e2e}
+        store = bench_put_events(store_events(records), batch=BATCH, workdir=workdir, print_to=None)
+        e2e = [end_to_end(records, workdir, processes, workers) for processes, workers in runs]
+    result = {
+        "records_per_format": records,
+        "formats": rows,
+        "store": asdict(store),
+        "end_to_end": e2e[-1],
+        "end_to_end_runs": e2e,
+    }
     if print_to is not None:
         print_to(f"ingest benchmark, {records} records per format, one thread; events/s")
         print_to(f"{'format':<14}{'events':>9}{'parse':>11}{'parse+store':>13}{'raw JSON insert':>17}{'store/raw':>11}")
@@ -280,10 +362,13 @@ def run_ingest_bench(
                 f"{row['format']:<14}{row['events']:>9}{row['parse_eps']:>11,.0f}{row['pipeline_eps']:>13,.0f}"
                 f"{row['reference_eps']:>17,.0f}{row['pipeline_eps'] / row['reference_eps']:>11.2f}"
             )
+        for line in store.lines():
+            print_to(line)
         for run in e2e:
             print_to(
-                f"end to end (files -> FileCollector -> pipeline -> SQLite), all formats, "
-                f"{run['processes']} collector process{'es' if run['processes'] > 1 else ''}: "
-                f"{run['events']} events, {run['events_per_s']:,.0f} events/s"
+                f"end to end (files -> FileCollector -> pipeline -> SQLite), all formats, {_describe(run)}: "
+                f"{run['events']} events, {run['events_per_s']:,.0f} events/s, "
+                f"CPU per event: collector {run['collector_cpu_us_per_event']:.0f} µs"
+                + (f", parse workers {run['parse_worker_cpu_us_per_event']:.0f} µs" if run["parse_workers"] else "")
             )
     return result

@@ -11,33 +11,42 @@ composition root.
 stored and its listeners have run, so a collector that checkpoints its offset
 after ``ingest`` returns keeps the at-least-once guarantee.  (Storing on a
 writer thread while parsing the next batch was measured and rejected: the
-GIL hand-offs per inserted row made it slower than storing inline; two
-cores are used by running collectors in two processes, see ``docs/performance.md``.)
+GIL hand-offs per inserted row made it slower than storing inline.)
+
+With ``parse_workers=N`` the CPU-heavy part (parse, validate, stamp, serialise and, for
+the embedded store, the index entries) runs in N worker processes (:mod:`collectors.parse_workers`) and this process
+enriches, stores and notifies, so a second core does the parsing while the
+one SQLite writer writes.  :meth:`IngestPipeline.submit` queues a batch and
+returns; up to ``max_in_flight`` batches per thread are parsed ahead while the
+oldest is stored, and each batch's ``then`` callback (a collector's checkpoint)
+runs only after that batch and every batch before it are stored.
+:meth:`IngestPipeline.drain` waits for the calling thread's batches.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import socket
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord
+from collectors.base import BadRecord, CollectorError, NotMyFormat, Parser, RawRecord
+from collectors.parse_workers import Outcome, ParsePool, ParseWorkerError, to_row
+from collectors.provenance import AGENT_VERSION, FUTURE_TAG, FUTURE_TOLERANCE_SECONDS, Provenance
 from store.base import Store, StoredEventListener
 from store.errors import EventValidationError
-from store.event import Event, Value, format_ts
+from store.event import Event
+from store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
-
-#: an event whose @timestamp is this many seconds after the collector received it comes
-#: from a device clock that runs ahead (syslog stamps have one-second resolution)
-FUTURE_TOLERANCE_SECONDS = 5.0
-FUTURE_TAG = "clock_skew_future"
+__all__ = ["AGENT_VERSION", "FUTURE_TAG", "FUTURE_TOLERANCE_SECONDS", "Enricher", "IngestPipeline", "IngestStats",
+           "ParseWorkerError", "SourceStats"]
 
 #: per-source counters, in pipeline order
 SOURCE_STAGES = ("received", "parsed", "dead_lettered", "stored", "duplicates", "future")
@@ -72,6 +81,15 @@ class SourceStats:
         if skew > FUTURE_TOLERANCE_SECONDS:
             self.future += 1
 
+    def record_skews(self, skews: list[float]) -> None:
+        """:meth:`record_skew` for each of ``skews``, in order (one call per batch)."""
+        low, high = min(skews), max(skews)
+        self.skew_last = skews[-1]
+        self.skew_min = low if self.skew_min is None else min(self.skew_min, low)
+        self.skew_max = high if self.skew_max is None else max(self.skew_max, high)
+        if high > FUTURE_TOLERANCE_SECONDS:
+            self.future += sum(1 for skew in skews if skew > FUTURE_TOLERANCE_SECONDS)
+
     def counters(self) -> dict[str, int]:
         return {stage: getattr(self, stage) for stage in SOURCE_STAGES}
 
@@ -105,8 +123,27 @@ class IngestStats:
         }
 
 
+@dataclass
+class _Pending:
+    """A batch handed to the parse workers and not yet stored."""
+
+    records: list[RawRecord]
+    parser: Parser
+    pool: ParsePool | None
+    #: (worker, ticket, indices of the records sent to it)
+    parts: list[tuple[int, int, list[int]]]
+    then: Callable[[], None] | None
+
+
 class IngestPipeline:
-    """Thread-safe: transports on several threads may call :meth:`ingest` at once."""
+    """Thread-safe: transports on several threads may call :meth:`ingest` at once.
+
+    ``parse_workers`` > 0 parses in that many worker processes (started at the first batch or by
+    :meth:`start`, stopped by :meth:`close`); ``max_in_flight`` bounds the batches each thread has
+    handed to them and not yet stored (back-pressure: :meth:`submit` stores the oldest first).
+    ``index_in_workers`` has the workers also compute the embedded store's index entries (default:
+    with two workers or more); stored events and search results are the same either way.
+    """
 
     def __init__(
         self,
@@ -114,41 +151,32 @@ class IngestPipeline:
         enrichers: Sequence[Enricher] = (),
         listeners: Sequence[StoredEventListener] = (),
         name: str = "citysoc-collector",
+        parse_workers: int = 0,
+        max_in_flight: int | None = None,
+        index_in_workers: bool | None = None,
     ) -> None:
+        if parse_workers < 0:
+            raise CollectorError(f"parse_workers must be 0 (parse inline) or more, not {parse_workers}")
         self.store = store
         self.enrichers = list(enrichers)
         self.listeners = list(listeners)
         self.name = name
         self.hostname = socket.gethostname()
         self.stats = IngestStats()
+        self.parse_workers = parse_workers
+        self.max_in_flight = max(1, max_in_flight if max_in_flight is not None else 2 * parse_workers + 1)
+        # The embedded store's index entries (store.sqlite_events.index_entry) cost the writer ~7 µs per event
+        # less when the workers compute them, and the workers ~11-20 µs more (the pass, and sending the entry).
+        # That pays when the one writer is the limit (two or more workers); with one worker on two cores the
+        # worker is, and it made the pipeline slower (docs/performance.md), so by default only from two workers.
+        self.index_in_workers = parse_workers >= 2 if index_in_workers is None else index_in_workers
         self._lock = threading.Lock()
-        #: (parser name, dataset, source, path) -> the validated constant part of the stamp
-        self._stamps: dict[tuple[str, str, str, str | None], dict[str, Value]] = {}
+        self._provenance = Provenance(name, self.hostname)
+        self._pool: ParsePool | None = None
+        self._pool_lock = threading.Lock()
+        self._local = threading.local()
 
     # provenance ---------------------------------------------------------------------
-    def _constant_stamp(self, record: RawRecord, parser: Parser) -> dict[str, Value]:
-        key = (parser.name, parser.dataset, record.source, record.path)
-        stamp = self._stamps.get(key)
-        if stamp is None:
-            fields: dict[str, Value] = {
-                "observer.name": self.name,
-                "observer.hostname": self.hostname,
-                "observer.type": record.source.split(":", 1)[0],
-                "agent.type": "citysoc-collector",
-                "agent.name": self.name,
-                "agent.version": AGENT_VERSION,
-                "event.module": parser.name,
-                "event.dataset": parser.dataset,
-                "event.kind": "event",
-                "labels.source": record.source,
-            }
-            if record.path:
-                fields["log.file.path"] = record.path
-            stamp = dict(Event("stamp", record.received, fields).fields)  # validated once, reused per record
-            if len(self._stamps) < 10_000:  # sources are configured, but stay bounded anyway
-                self._stamps[key] = stamp
-        return stamp
-
     def provenance(self, event: Event, record: RawRecord, parser: Parser, now: datetime | None = None) -> Event:
         """Stamp who received the record, from where, at which offset and when, and the clock skew.
 
@@ -156,22 +184,7 @@ class IngestPipeline:
         positive means the device clock is ahead; beyond :data:`FUTURE_TOLERANCE_SECONDS`
         the event is tagged :data:`FUTURE_TAG`.
         """
-        stamp = self._constant_stamp(record, parser)
-        fixed = ("observer.name", "observer.hostname", "agent.type", "agent.name", "agent.version", "labels.source")
-        values: dict[str, Value | None] = {name: stamp[name] for name in fixed}
-        for name in ("event.module", "event.dataset", "event.kind", "log.file.path", "observer.type"):
-            if name in stamp and name not in event.fields:
-                values[name] = stamp[name]
-        skew = (event.timestamp - record.received).total_seconds()
-        values["event.created"] = format_ts(record.received)
-        values["event.ingested"] = format_ts(now or datetime.now(UTC))
-        values["event.skew_seconds"] = skew
-        values["labels.source_offset"] = record.offset
-        if skew > FUTURE_TOLERANCE_SECONDS:
-            tags = event.fields.get("tags", ())
-            if FUTURE_TAG not in tags:  # type: ignore[operator]
-                values["tags"] = (*tags, FUTURE_TAG)  # type: ignore[misc]
-        return event.with_fields(values)
+        return self._provenance.stamp(event, record, parser, now)
 
     # parsing ------------------------------------------------------------------------
     def parse(self, record: RawRecord, parser: Parser, now: datetime | None = None) -> list[Event]:
@@ -203,24 +216,36 @@ class IngestPipeline:
         return event
 
     # ingest -------------------------------------------------------------------------
+    def _count_received(self, record: RawRecord) -> None:
+        with self._lock:
+            self.stats.received += 1
+            self.stats.by_source[record.source] = self.stats.by_source.get(record.source, 0) + 1
+            self.stats.source(record.source).received += 1
+
+    def _count_parsed(self, record: RawRecord, events: list[Event]) -> None:
+        with self._lock:
+            source = self.stats.source(record.source)
+            source.parsed += len(events)
+            self.stats.parsed += len(events)
+            for event in events:
+                skew = event.fields.get("event.skew_seconds")
+                if isinstance(skew, float):
+                    source.record_skew(skew)
+
     def ingest(self, records: Iterable[RawRecord], parser: Parser, batch_size: int = 500) -> IngestStats:
         """Parse, store and notify a stream of records, in batches; returns once all of it is stored."""
+        if self.parse_workers:
+            records = iter(records)
+            while chunk := list(itertools.islice(records, batch_size)):
+                self.submit(chunk, parser)
+            self.drain()
+            return self.stats
         batch: list[Event] = []
         now = datetime.now(UTC)
         for record in records:
-            with self._lock:
-                self.stats.received += 1
-                self.stats.by_source[record.source] = self.stats.by_source.get(record.source, 0) + 1
-                self.stats.source(record.source).received += 1
+            self._count_received(record)
             events = self.parse(record, parser, now)
-            with self._lock:
-                source = self.stats.source(record.source)
-                source.parsed += len(events)
-                self.stats.parsed += len(events)
-                for event in events:
-                    skew = event.fields.get("event.skew_seconds")
-                    if isinstance(skew, float):
-                        source.record_skew(skew)
+            self._count_parsed(record, events)
             batch.extend(events)
             if len(batch) >= batch_size:
                 self.flush(batch)
@@ -228,6 +253,150 @@ class IngestPipeline:
                 now = datetime.now(UTC)
         self.flush(batch)
         return self.stats
+
+    # parse workers --------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the parse workers now rather than at the first batch (no-op when parsing inline)."""
+        if self.parse_workers:
+            self._workers()
+
+    def close(self) -> None:
+        """Stop the parse workers; batches not yet stored are dropped (their collectors did not checkpoint)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def parse_worker_pids(self) -> list[int]:
+        """Process ids of the running parse workers (none before the first batch or :meth:`start`)."""
+        with self._pool_lock:
+            return self._pool.pids if self._pool is not None else []
+
+    def _workers(self) -> ParsePool:
+        with self._pool_lock:
+            pool = self._pool
+            if pool is not None and pool.broken:
+                log.error("parse workers: %s; starting new ones", pool.broken)
+                pool.close()
+                pool = None
+            if pool is None:
+                index = self.index_in_workers and isinstance(self.store, SQLiteStore)
+                pool = self._pool = ParsePool(self.parse_workers, self.name, self.hostname, index=index)
+            return pool
+
+    def _pending(self) -> collections.deque[_Pending]:
+        pending: collections.deque[_Pending] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = collections.deque()
+        return pending
+
+    def submit(self, records: Sequence[RawRecord], parser: Parser, then: Callable[[], None] | None = None) -> None:
+        """Hand one batch over; ``then`` runs once it and every batch this thread submitted before are stored.
+
+        Inline (no parse workers) the batch is stored before this returns.  With workers it is
+        parsed in a worker while earlier batches are stored; when this thread has more than
+        ``max_in_flight`` batches out, the oldest are stored (and their ``then`` run) first.
+        If storing a batch fails, the batches after it are dropped without their ``then`` (so a
+        collector never checkpoints past what was stored) and the error is raised.
+        """
+        if not self.parse_workers:
+            self.ingest(records, parser, batch_size=max(1, len(records)))
+            if then is not None:
+                then()
+            return
+        queue = self._pending()
+        batch = list(records)
+        parts: list[tuple[int, int, list[int]]] = []
+        pool: ParsePool | None = None
+        if batch:
+            pool = self._workers()
+            now = datetime.now(UTC)
+            groups: dict[int, list[int]] = {}
+            received: dict[str, int] = {}
+            for index, record in enumerate(batch):
+                received[record.source] = received.get(record.source, 0) + 1
+                groups.setdefault(pool.worker_for(parser, record.source), []).append(index)
+            with self._lock:  # counted per batch: one lock round per batch, not per record
+                for source, count in received.items():
+                    self.stats.received += count
+                    self.stats.by_source[source] = self.stats.by_source.get(source, 0) + count
+                    self.stats.source(source).received += count
+            try:
+                for worker, indices in groups.items():
+                    rows = [to_row(batch[i]) for i in indices]
+                    parts.append((worker, pool.submit(worker, parser, rows, now), indices))
+            except BaseException:
+                self.discard()
+                raise
+        queue.append(_Pending(batch, parser, pool, parts, then))
+        while len(queue) > self.max_in_flight:
+            self._complete_oldest(queue)
+
+    def drain(self) -> None:
+        """Store every batch this thread submitted, in order, running their ``then`` (no-op inline)."""
+        queue = self._pending()
+        while queue:
+            self._complete_oldest(queue)
+
+    def discard(self) -> None:
+        """Forget this thread's batches not yet stored (their ``then`` never runs; their records are re-read)."""
+        self._pending().clear()
+
+    def _complete_oldest(self, queue: collections.deque[_Pending]) -> None:
+        pending = queue.popleft()
+        try:
+            self._complete(pending)
+        except BaseException:
+            queue.clear()  # later batches must not be stored and checkpointed past the failed one
+            raise
+
+    def _complete(self, pending: _Pending) -> None:
+        records = pending.records
+        if pending.pool is not None:
+            pool = pending.pool
+            for worker, ticket, indices in pending.parts:
+                done = 0
+                # stored chunk by chunk as the worker sends them (a batch of SCADA rows is thousands of events):
+                # the next chunk is parsed meanwhile; ``then`` still runs only once the whole batch is stored
+                for chunk in pool.chunks(worker, ticket):
+                    part = [records[i] for i in indices[done : done + len(chunk)]]
+                    done += len(chunk)
+                    self._store_outcomes(part, chunk, pending.parser)
+        if pending.then is not None:
+            pending.then()
+
+    def _store_outcomes(self, records: list[RawRecord], outcomes: list[Outcome], parser: Parser) -> None:
+        """Dead-letter, enrich, count and store the outcomes of ``records`` (one each, in order)."""
+        batch: list[Event] = []
+        parsed: dict[str, list[Event]] = {}
+        enrich = bool(self.enrichers)
+        for record, outcome in zip(records, outcomes, strict=True):
+            if isinstance(outcome, str):
+                self.dead_letter(record.source, record.offset, outcome, record.data)
+                continue
+            events = outcome
+            if enrich:
+                try:
+                    events = [self._enrich(event) for event in outcome]
+                except (BadRecord, EventValidationError) as exc:  # as IngestPipeline.parse words it
+                    self.dead_letter(
+                        record.source, record.offset, f"[{parser.name}] {type(exc).__name__}: {exc}", record.data
+                    )
+                    continue
+            by_source = parsed.get(record.source)
+            if by_source is None:
+                by_source = parsed[record.source] = []
+            by_source.extend(events)
+            batch.extend(events)
+        with self._lock:  # as _count_parsed, once per source and batch
+            for name, events in parsed.items():
+                source = self.stats.source(name)
+                source.parsed += len(events)
+                self.stats.parsed += len(events)
+                skews = [skew for e in events if type(skew := e.fields.get("event.skew_seconds")) is float]
+                if skews:
+                    source.record_skews(skews)
+        self.flush(batch)
 
     def flush(self, events: Sequence[Event]) -> list[Event]:
         """Store events now (on the calling thread) and hand the new ones to the listeners."""
@@ -238,6 +407,15 @@ class IngestPipeline:
         return stored
 
     def _notify(self, events: Sequence[Event], stored: list[Event]) -> None:
+        if len(stored) == len(events):  # the usual case, every event new: counted per source, not per event
+            counts = collections.Counter([event.fields.get("labels.source", "") for event in events])
+            with self._lock:
+                self.stats.stored += len(stored)
+                for name, count in counts.items():
+                    self.stats.source(str(name)).stored += count
+            for listener in self.listeners:
+                listener.on_events_stored(stored)
+            return
         new = {event.id for event in stored}
         with self._lock:
             self.stats.stored += len(stored)

@@ -34,6 +34,7 @@ from store.event import Event, format_ts
 from store.models import Incident, IncidentStatus, Severity
 from store.schema import SCHEMA_VERSION
 from store.sqlite import SQLiteStore, incident_row
+from store.sqlite_events import index_batch
 
 SECTORS = ("water", "transport", "energy", "health", "education", "public-safety", "environment", "government")
 AGENCIES = ("dept-water", "dept-transport", "dept-energy", "dept-health", "dept-education", "city-police",
@@ -66,16 +67,17 @@ def _ip(rng: random.Random, net: int) -> str:
     return f"10.{net}.{rng.randrange(16)}.{rng.randrange(1, 255)}"
 
 
-Row = tuple[str, str, str, str, str]
-TermRow = tuple[str, str, str, str]
+Row = tuple[int, str, str, str, str, str]
+TermRow = tuple[str, str, int, int]
 
 
 def _event_row(k: int, ts: datetime, rng: random.Random) -> tuple[Row, str, list[TermRow]]:
-    """One event: its ``events`` row, its full-text body and its ``event_terms`` rows.
+    """One event: its ``events`` row, its full-text body and its term entries ``(field, value, epoch, rid)``.
 
-    The id is the event's offset in the generated stream, as 32 hex digits (the form of
-    ``stable_id``), so the id index grows at its end; the document is written from a
-    template (every value is plain ASCII without quotes) and sampled back through the schema.
+    The rid is k + 1 (the store's first), the id the event's offset in the generated stream,
+    as 32 hex digits (the form of ``stable_id``); the document is written from a template
+    (every value is plain ASCII without quotes) and sampled back through the schema, and
+    its body and terms are checked against what the store itself derives from it.
     """
     dataset = DATASETS[k % len(DATASETS)]
     action = ACTIONS[rng.randrange(len(ACTIONS))]
@@ -86,25 +88,38 @@ def _event_row(k: int, ts: datetime, rng: random.Random) -> tuple[Row, str, list
     outcome = "failure" if action in ("login failed", "denied") else "success"
     message = f"{action} {user} from {src} to {dst} {WORDS[rng.randrange(len(WORDS))]} {WORDS[k % len(WORDS)]}"
     event_id = f"{k:032x}"
+    port = str(1 + rng.randrange(65535))
     stamp = format_ts(ts)
     doc = (
         f'{{"@timestamp": "{stamp}", "citysoc": {{"schema_version": "{SCHEMA_VERSION}"}}, '
-        f'"destination": {{"ip": "{dst}", "port": {1 + rng.randrange(65535)}}}, "ecs": {{"version": "8.11.0"}}, '
+        f'"destination": {{"ip": "{dst}", "port": {port}}}, "ecs": {{"version": "8.11.0"}}, '
         f'"event": {{"action": "{action}", "dataset": "{dataset}", "id": "{event_id}", "outcome": "{outcome}"}}, '
         f'"host": {{"name": "{host}"}}, "message": "{message}", "source": {{"ip": "{src}"}}, '
         f'"user": {{"name": "{user}"}}}}'
     )
+    rid = k + 1
+    epoch = int(ts.timestamp() // 1)
     terms = [
-        ("destination.ip", dst, event_id, stamp),
-        ("event.action", action, event_id, stamp),
-        ("event.dataset", dataset, event_id, stamp),
-        ("event.outcome", outcome, event_id, stamp),
-        ("host.name", host, event_id, stamp),
-        ("source.ip", src, event_id, stamp),
-        ("user.name", user, event_id, stamp),
+        ("destination.ip", dst, epoch, rid),
+        ("event.action", action, epoch, rid),
+        ("event.outcome", outcome, epoch, rid),
+        ("host.name", host, epoch, rid),
+        ("source.ip", src, epoch, rid),
+        ("user.name", user, epoch, rid),
     ]
-    body = " ".join([message, action, dataset, outcome, host, src, dst, user, event_id])
-    return (event_id, stamp, stamp, dataset, doc), body, terms
+    body = " ".join([dst, port, action, dataset, outcome, host, message, src, user])  # the document's order
+    return (rid, event_id, stamp, stamp, dataset, doc), body, terms
+
+
+def _check(k: int, row: Row, body: str, terms: list[TermRow]) -> None:
+    """The generated document passes the schema, and its body and terms are the ones the store derives."""
+    event = Event.from_json(row[5])
+    if json.loads(event.to_json()) != json.loads(row[5]):
+        raise AssertionError(f"generated event {k} does not round-trip: {row[5]}")
+    bodies, postings = index_batch([(row[0], event)])
+    want_terms = sorted((f, v, epoch) for f, v, epoch in postings.groups)
+    if bodies != [(row[0], body)] or want_terms != sorted((f, v, epoch) for f, v, epoch, _ in terms):
+        raise AssertionError(f"generated event {k}: body or terms differ from the store's: {bodies} {want_terms}")
 
 
 def _bulk(conn: sqlite3.Connection) -> None:
@@ -118,10 +133,11 @@ def generate_events(path: Path, count: int, end: datetime, days: float, seed: in
                     progress: Callable[[str], None] | None = None) -> int:  # fmt: skip
     """Append ``count`` events spread evenly over ``days`` before ``end``; returns how many were validated.
 
-    Loading order matters at this size: events are appended in id order, the full-text
+    Loading order matters at this size: events are appended in rid order, the full-text
     index takes segments without merging them while loading (automerge back on at the end), and the
-    term rows go to a staging table first and into ``event_terms`` in one sorted pass,
-    with its time index built afterwards -- B-tree inserts in key order instead of random.
+    term entries go to a staging table first and into ``event_terms`` in one sorted pass, as
+    posting rows (one per field, value and second, as the store writes them) -- B-tree inserts
+    in key order instead of random.
     """
     SQLiteStore(path).close()  # the schema, exactly as the store makes it
     conn = sqlite3.connect(path, isolation_level=None)
@@ -129,28 +145,25 @@ def generate_events(path: Path, count: int, end: datetime, days: float, seed: in
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not security
     span = timedelta(days=days).total_seconds()
     validated = 0
-    conn.execute("DROP INDEX IF EXISTS event_terms_ts")
-    conn.execute("CREATE TEMP TABLE staged_terms (field TEXT, value TEXT, event_id TEXT, ts TEXT)")
+    conn.execute("CREATE TEMP TABLE staged_terms (field TEXT, value TEXT, epoch INTEGER, rid INTEGER)")
     conn.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 0)")
     started = time.perf_counter()
     for first in range(0, count, BATCH):
         rows: list[Row] = []
-        fts: list[tuple[str, str]] = []
+        fts: list[tuple[int, str]] = []
         terms: list[TermRow] = []
         for k in range(first, min(first + BATCH, count)):
             ts = end - timedelta(seconds=span * (1 - k / count))
             row, body, event_terms = _event_row(k, ts, rng)
             if k % VALIDATE_EVERY == 0:
-                # the generated document passes the schema and is what the store would have written
-                if json.loads(Event.from_json(row[4]).to_json()) != json.loads(row[4]):
-                    raise AssertionError(f"generated event {k} does not round-trip: {row[4]}")
+                _check(k, row, body, event_terms)
                 validated += 1
             rows.append(row)
             fts.append((row[0], body))
             terms.extend(event_terms)
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)", rows)
-        conn.executemany("INSERT INTO events_fts(id, body) VALUES (?,?)", fts)
+        conn.executemany("INSERT INTO events(rid, id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO events_fts(rowid, body) VALUES (?,?)", fts)
         conn.executemany("INSERT INTO staged_terms VALUES (?,?,?,?)", terms)
         conn.execute("COMMIT")
         done = min(first + BATCH, count)
@@ -164,10 +177,12 @@ def generate_events(path: Path, count: int, end: datetime, days: float, seed: in
         if progress is not None:
             progress(f"  {what}: {time.perf_counter() - began:.0f} s")
 
-    step("event terms, one sorted pass", "INSERT OR IGNORE INTO event_terms(field, value, event_id, ts) "
-         "SELECT field, value, event_id, ts FROM staged_terms ORDER BY field, value, event_id")  # fmt: skip
+    # offsets from the group's first rid, as store.sqlite_events.Postings writes them
+    step("event terms, one sorted pass", "INSERT INTO event_terms(field, value, epoch, rid, more) "
+         "SELECT field, value, epoch, min(rid), json_group_array(rid - first) FROM (SELECT s.*, "
+         "min(rid) OVER (PARTITION BY field, value, epoch) AS first FROM staged_terms s "
+         "ORDER BY field, value, epoch, rid) GROUP BY field, value, epoch ORDER BY field, value, epoch")  # fmt: skip
     conn.execute("DROP TABLE staged_terms")
-    step("time index of the terms", "CREATE INDEX IF NOT EXISTS event_terms_ts ON event_terms(field, value, ts)")
     # no 'optimize': merging 10 M documents into one b-tree takes longer than the load; automerge does it over time
     conn.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 4)")  # the store's default again
     conn.close()

@@ -101,6 +101,8 @@ def worker(concurrency: int, loglevel: str, pool: str) -> None:
 @click.option("--tcp", type=int, help="Listen for syslog on this TCP port of --host.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--follow", is_flag=True, help="Keep tailing the files.")
+@click.option("--parse-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Parse in this many worker processes; this process enriches and stores (0: parse inline).")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 def ingest(
     fmt: str | None,
@@ -109,6 +111,7 @@ def ingest(
     tcp: int | None,
     host: str,
     follow: bool,
+    parse_workers: int,
     files: tuple[Path, ...],
 ) -> None:
     """Collect events from files or syslog sockets into the store, with detection."""
@@ -126,7 +129,7 @@ def ingest(
     from collectors.transports.syslog import SyslogServer
     from console.runtime import build_runtime
 
-    runtime = build_runtime()
+    runtime = build_runtime(parse_workers=parse_workers)
     parser = get_parser(fmt)
     stop = threading.Event()
     server = None
@@ -149,6 +152,7 @@ def ingest(
     finally:
         if server is not None:
             server.stop()
+        runtime.pipeline.close()
     click.echo(json.dumps(runtime.pipeline.stats.as_dict()))
 
 

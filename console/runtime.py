@@ -54,6 +54,7 @@ class Runtime:
     register: AssetRegister = field(default_factory=AssetRegister)
 
     def close(self) -> None:
+        self.pipeline.close()  # parse workers, if any, before the store they feed
         self.store.close()
 
 
@@ -64,6 +65,7 @@ def build_runtime(
     register: AssetRegister | None = None,
     playbook_dirs: Sequence[Path] | None = None,
     name: str = "citysoc-collector",
+    parse_workers: int = 0,
 ) -> Runtime:
     store = open_store(store_url)
     if register is None:
@@ -95,7 +97,7 @@ def build_runtime(
     )
     listeners: list[StoredEventListener] = [detector, IntelAlerter(store, incidents)]
     listeners.append(AnomalyListener(load_stream_models(), incidents))  # trained, signed models only
-    pipeline = IngestPipeline(store, enrichers=enrichers, listeners=listeners, name=name)
+    pipeline = IngestPipeline(store, enrichers=enrichers, listeners=listeners, name=name, parse_workers=parse_workers)
     return Runtime(store, pipeline, engine, incidents, dispatcher, celery, rules, register)
 
 

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
 
@@ -78,6 +78,56 @@ def _doc_path(name: str) -> tuple[str, ...]:
 #: where each declared field sits in the nested document, computed once
 _DOC_PATHS: dict[str, tuple[str, ...]] = {name: tuple(name.split(".")) for name in FIELDS}
 
+_Slot = tuple[str, str, tuple[str, ...]]
+
+
+def _slot(parts: tuple[str, ...]) -> _Slot:
+    """(parent path as one dotted key, leaf key, parent path) of a document path."""
+    return ".".join(parts[:-1]), parts[-1], parts[:-1]
+
+
+#: field -> its slot in the nested document (see :meth:`Event._document`)
+_DOC_SLOTS: dict[str, _Slot] = {name: _slot(parts) for name, parts in _DOC_PATHS.items()}
+
+
+@functools.lru_cache(maxsize=65_536)
+def _doc_slot(name: str) -> _Slot:
+    return _slot(_doc_path(name))
+
+
+#: how to build the document of events with one list of field names (events of one source share it):
+#: the objects to make, as (index of the parent object, key), then per field the index of its object
+#: and its key; objects 0 and 1 are the document and its ``event`` object
+_Plan = tuple[tuple[tuple[int, str], ...], tuple[int, ...], tuple[str, ...]]
+_PLANS: dict[tuple[str, ...], _Plan | None] = {}
+_PLAN_CACHE_SIZE = 4096
+
+
+def _plan(names: tuple[str, ...]) -> _Plan | None:
+    """The build plan of a field list, or None when a field's value sits where another field needs an
+    object (``labels`` and ``labels.site``): such events take the general path, which keeps its behaviour."""
+    index = {"": 0, "event": 1}
+    leaves_at: set[str] = {"@timestamp", "event.id"}
+    made: list[tuple[int, str]] = []
+    parents: list[int] = []
+    leaves: list[str] = []
+    for name in names:
+        parent, leaf, parts = _DOC_SLOTS.get(name) or _doc_slot(name)
+        for depth in range(1, len(parts) + 1):
+            key = ".".join(parts[:depth])
+            if key in leaves_at:
+                return None
+            if key not in index:
+                made.append((index[".".join(parts[: depth - 1])], parts[depth - 1]))
+                index[key] = len(index)
+        path = f"{parent}.{leaf}" if parent else leaf
+        if path in index or path in leaves_at:
+            return None
+        leaves_at.add(path)
+        parents.append(index[parent])
+        leaves.append(leaf)
+    return tuple(made), tuple(parents), tuple(leaves)
+
 
 def _check_scalar(name: str, ftype: FieldType, value: Any) -> Scalar:
     """The general (slow) path: every type rule with its error message naming the field."""
@@ -136,6 +186,17 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
 _Check = Callable[[Any], Scalar]
+
+
+def normal_ip(value: Any) -> str:
+    """The canonical text of an IP address (as ``str(ipaddress.ip_address(value))``); ValueError if it is not one.
+
+    A dotted quad without leading zeros is already canonical and is returned as it is; other
+    text is normalised once and remembered (addresses repeat heavily in telemetry).
+    """
+    if type(value) is str:
+        return value if _CANONICAL_IPV4.fullmatch(value) else _normal_ip(value)
+    return str(ipaddress.ip_address(value))
 
 
 def _scalar_check(name: str, ftype: FieldType) -> _Check:
@@ -279,6 +340,34 @@ def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
             yield name, value
 
 
+#: what the embedded store indexes of an event (``store.sqlite_events.index_entry``): its timestamp text,
+#: full-text body and posting keys ``(field, value, epoch second)``; computed once and kept on the event
+IndexEntry = tuple[str, str, tuple[tuple[str, str, int], ...]]
+
+#: an event as plain values (id, microseconds since the epoch, fields, schema version, its JSON and index
+#: entry if computed): what parse workers send back, with marshal (see :meth:`Event.to_wire`)
+Wire = tuple[str, int, dict[str, Value], str, str | None, IndexEntry | None]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _from_wire(wire: Wire) -> Event:
+    event_id, micros, fields, schema_version, text, index = wire
+    event = object.__new__(Event)
+    # one dict update instead of a frozen-dataclass __setattr__ per attribute (this runs per event on the writer)
+    attributes = event.__dict__
+    attributes["id"] = event_id
+    attributes["timestamp"] = _EPOCH + timedelta(microseconds=micros)
+    attributes["fields"] = MappingProxyType(fields)
+    attributes["schema_version"] = schema_version
+    if text is not None:
+        attributes["_json"] = text
+    if index is not None:
+        attributes["_index"] = index
+    return event
+
+
 @dataclass(frozen=True)
 class Event:
     """One normalised, validated event."""
@@ -352,27 +441,97 @@ class Event:
 
     def to_document(self) -> dict[str, Any]:
         """Nested ECS JSON document."""
-        doc: dict[str, Any] = {"@timestamp": format_ts(self.timestamp), "event": {"id": self.id}}
-        paths = _DOC_PATHS
+        return self._document(lists=True)
+
+    def _document(self, lists: bool) -> dict[str, Any]:
+        """The nested document; arrays as lists, or (``lists=False``, for the JSON encoders) as the tuples held."""
+        event: dict[str, Any] = {"id": self.id}
+        doc: dict[str, Any] = {"@timestamp": format_ts(self.timestamp), "event": event}
+        # the object each parent path ("event", "source", "host.os") resolves to, made once per document
+        nodes: dict[str, dict[str, Any]] = {"": doc, "event": event}
+        slots = _DOC_SLOTS
         for name, value in self.fields.items():
-            parts = paths.get(name) or _doc_path(name)
-            node = doc
-            for part in parts[:-1]:
-                child = node.get(part)
-                node = child if child is not None else node.setdefault(part, {})
-            node[parts[-1]] = list(value) if type(value) is tuple else value
+            parent, leaf, parts = slots.get(name) or _doc_slot(name)
+            node = nodes.get(parent)
+            if node is None:
+                node = doc
+                for part in parts:
+                    child = node.get(part)
+                    node = child if child is not None else node.setdefault(part, {})
+                nodes[parent] = node
+            node[leaf] = list(value) if lists and type(value) is tuple else value
+        doc.setdefault("ecs", {})["version"] = "8.11.0"
+        doc["citysoc"] = {"schema_version": self.schema_version}
+        return doc
+
+    def _json_document(self) -> dict[str, Any]:
+        """The document for the JSON encoders (key order free: they sort; tuples as they are: both write arrays)."""
+        fields = self.fields
+        names = tuple(fields)
+        try:
+            plan = _PLANS[names]
+        except KeyError:
+            plan = _plan(names)
+            if len(_PLANS) < _PLAN_CACHE_SIZE:  # shapes come from parsers and enrichers: few, but stay bounded
+                _PLANS[names] = plan
+        if plan is None:
+            return self._document(lists=False)
+        made, parents, leaves = plan
+        event: dict[str, Any] = {"id": self.id}
+        doc: dict[str, Any] = {"@timestamp": format_ts(self.timestamp), "event": event}
+        nodes: list[dict[str, Any]] = [doc, event]
+        for parent, key in made:
+            node: dict[str, Any] = {}
+            nodes[parent][key] = node
+            nodes.append(node)
+        for parent, leaf, value in zip(parents, leaves, fields.values(), strict=True):
+            nodes[parent][leaf] = value
         doc.setdefault("ecs", {})["version"] = "8.11.0"
         doc["citysoc"] = {"schema_version": self.schema_version}
         return doc
 
     def to_json(self) -> str:
-        """The document as compact-enough, key-sorted JSON (orjson; the standard library for what it refuses)."""
-        doc = self.to_document()
+        """The document as compact-enough, key-sorted JSON (orjson; the standard library for what it refuses).
+
+        Computed once per event and kept (the event is immutable): a parse worker serialises the
+        event on its core and the text travels with the event to the process that stores it.
+        """
+        text: str | None = self.__dict__.get("_json")
+        if text is not None:
+            return text
+        doc = self._json_document()
         try:
-            return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+            text = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode("utf-8")
         except orjson.JSONEncodeError:
             # integers beyond 64 bits and strings with lone surrogates: json handles both
-            return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+            text = json.dumps(doc, sort_keys=True, ensure_ascii=False)
+        object.__setattr__(self, "_json", text)  # a cache, not a field: not compared, not copied by with_fields
+        return text
+
+    def to_wire(self) -> Wire:
+        """The event as plain values (marshal and pickle take them fast), its JSON and index entry once computed."""
+        cached = self.__dict__
+        return (
+            self.id,
+            (self.timestamp - _EPOCH) // _MICROSECOND,
+            dict(self.fields),
+            self.schema_version,
+            cached.get("_json"),
+            cached.get("_index"),
+        )
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> Event:
+        """The event :meth:`to_wire` gave, without validating it again.
+
+        Only for values that came from :meth:`to_wire` in a process of ours (a parse worker):
+        they were validated when that event was built.
+        """
+        return _from_wire(wire)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as :meth:`to_wire` (unpickling trusts its input, as pickle always does)."""
+        return (_from_wire, (self.to_wire(),))
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Event:

@@ -26,7 +26,7 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from store.errors import StoreError
@@ -383,11 +383,21 @@ class SQLQuery:
 
 @dataclass(frozen=True)
 class _Terms:
-    """Fields indexed in ``event_terms`` and the search window (bounds the term lookups)."""
+    """Fields indexed in ``event_terms`` and the search window in whole seconds (bounds the term lookups)."""
 
     fields: frozenset[str]
-    start: str | None
-    end: str | None
+    start: int | None
+    end: int | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SECOND = timedelta(seconds=1)
+_FTS = "e.rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"
+
+
+def _second(at: datetime | None) -> int | None:
+    """Whole seconds since 1970, rounded down (also before 1970): the ``event_terms.epoch`` scale."""
+    return None if at is None else (at - _EPOCH) // _SECOND
 
 
 def to_sql(
@@ -398,13 +408,15 @@ def to_sql(
 ) -> SQLQuery:
     """Compile for the embedded store: ``term_fields`` are the fields indexed in ``event_terms``.
 
-    ``start``/``end`` (the search window) bound the ``event_terms`` lookups by their ``ts``
-    column, so a common value costs what its occurrences in the window cost, not all of them.
+    ``start``/``end`` (the search window) bound the ``event_terms`` lookups by their ``epoch``
+    column (whole seconds, so the bound is a superset: the caller checks ``e.ts`` against the
+    exact window), so a common value costs what its occurrences in the window cost, not all of them.
+    ``event.dataset`` is the ``events.dataset`` column.
     """
     params: list[Any] = []
     if node is None:
         return SQLQuery("1", ())
-    terms = _Terms(frozenset(term_fields), format_ts(start) if start else None, format_ts(end) if end else None)
+    terms = _Terms(frozenset(term_fields), _second(start), _second(end))
     sql = _sql(node, params, terms)
     return SQLQuery(sql, tuple(params))
 
@@ -417,7 +429,7 @@ def _sql(node: Node, params: list[Any], terms: _Terms) -> str:
         parts = [_sql(item, params, terms) for item in node.items if not isinstance(item, Text)]
         if texts:  # appended after the others: placeholders and parameters stay in the same order
             params.append(" ".join(_fts_word(t.value, t.prefix) for t in texts))
-            parts.append("e.id IN (SELECT id FROM events_fts WHERE events_fts MATCH ?)")
+            parts.append(_FTS)
         return "(" + " AND ".join(parts) + ")"
     if isinstance(node, Or):
         return "(" + " OR ".join(_sql(item, params, terms) for item in node.items) + ")"
@@ -425,17 +437,17 @@ def _sql(node: Node, params: list[Any], terms: _Terms) -> str:
         return "(NOT " + _sql(node.item, params, terms) + ")"
     if isinstance(node, Text):
         params.append(_fts_word(node.value, node.prefix))
-        return "e.id IN (SELECT id FROM events_fts WHERE events_fts MATCH ?)"
+        return _FTS
     return _sql_match(node, params, terms)
 
 
 def _window(terms: _Terms, params: list[Any]) -> str:
     out = ""
     if terms.start is not None:
-        out += " AND ts >= ?"
+        out += " AND t.epoch >= ?"
         params.append(terms.start)
     if terms.end is not None:
-        out += " AND ts < ?"
+        out += " AND t.epoch <= ?"  # an event at end - 0.5 s has the epoch second of end
         params.append(terms.end)
     return out
 
@@ -453,21 +465,28 @@ def _sql_match(m: Match, params: list[Any], terms: _Terms) -> str:
             return "1"
         params.append(_glob(str(m.value)) if m.op == "wildcard" else m.value)
         return {"wildcard": "e.id GLOB ?", "=": "e.id = ?"}.get(m.op, f"e.id {m.op} ?")
+    if m.field == "event.dataset":  # a column of events, indexed with the time: (dataset, ts)
+        if m.op == "exists":
+            return "e.dataset IS NOT NULL"
+        params.append(_glob(str(m.value)) if m.op == "wildcard" else m.value)
+        return {"wildcard": "e.dataset GLOB ?", "=": "e.dataset = ?"}.get(m.op, f"e.dataset {m.op} ?")
     if m.field in terms.fields:
-        # indexed on (field, value, ts): each form is an index range, cut to the window
-        sub = "e.id IN (SELECT event_id FROM event_terms WHERE field = ?"
+        # one index (field, value, epoch, rid): each form is an index range, cut to the window; a posting
+        # row lists its events as offsets from its rid (store.sqlite_events.Postings)
+        sub = "e.rid IN (SELECT t.rid + j.value FROM event_terms t, json_each(t.more) j WHERE t.field = ?"
         params.append(m.field)
         if m.op == "exists":
             return sub + _window(terms, params) + ")"
         if m.op == "cidr":
             patterns = _cidr_prefixes(str(m.value))
             params.extend(patterns)
-            return sub + " AND (" + " OR ".join(["value GLOB ?"] * len(patterns)) + ")" + _window(terms, params) + ")"
+            globs = " OR ".join(["t.value GLOB ?"] * len(patterns))
+            return sub + " AND (" + globs + ")" + _window(terms, params) + ")"
         if m.op == "wildcard":
             params.append(_glob(str(m.value)))
-            return sub + " AND value GLOB ?" + _window(terms, params) + ")"
+            return sub + " AND t.value GLOB ?" + _window(terms, params) + ")"
         params.append(str(m.value))
-        return sub + f" AND value {m.op} ?" + _window(terms, params) + ")"
+        return sub + f" AND t.value {m.op} ?" + _window(terms, params) + ")"
     spec = FIELDS.get(m.field) or lookup(m.field)
     path = json_path(m.field)
     if m.op == "exists":
@@ -486,7 +505,7 @@ def _sql_match(m: Match, params: list[Any], terms: _Terms) -> str:
             fts = " ".join(_fts_word(w, prefix=True) for w in words)
         if fts and m.op in ("=", "wildcard"):
             params.append(fts)
-            parts.append("e.id IN (SELECT id FROM events_fts WHERE events_fts MATCH ?)")
+            parts.append(_FTS)
         params.append(path)
         if m.op in ("=", "wildcard"):
             params.append(_like(str(m.value)))

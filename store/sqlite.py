@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-from store import sqlite_analyst
+from store import sqlite_analyst, sqlite_events
 from store.base import Store
 from store.errors import AuditChainBroken, Conflict, NotFound, StoreError
 from store.event import Event, format_ts, parse_ts, stable_id
@@ -40,23 +40,10 @@ from store.models import (
     User,
 )
 from store.query import Node
-from store.schema import FIELDS, FieldType
+from store.schema import FIELDS
 
+# the event tables (events, events_fts, event_terms) are in store.sqlite_events
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
-    ts TEXT NOT NULL,
-    ingested TEXT NOT NULL,
-    dataset TEXT,
-    doc TEXT NOT NULL CHECK (json_valid(doc))
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-CREATE INDEX IF NOT EXISTS events_dataset_ts ON events(dataset, ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(id UNINDEXED, body, tokenize='unicode61');
-CREATE TABLE IF NOT EXISTS event_terms (
-    field TEXT NOT NULL, value TEXT NOT NULL, event_id TEXT NOT NULL,
-    PRIMARY KEY (field, value, event_id)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL, source TEXT NOT NULL, offset TEXT NOT NULL,
@@ -114,16 +101,8 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 CREATE INDEX IF NOT EXISTS api_tokens_owner ON api_tokens(owner);
 """
 
-#: Fields indexed for exact-match filters and entity pivots.
-TERM_FIELDS: tuple[str, ...] = tuple(
-    name
-    for name, spec in FIELDS.items()
-    if spec.type in (FieldType.KEYWORD, FieldType.IP)
-    and (name.split(".")[0] in ("source", "destination", "host", "user", "iot", "ot", "asset", "event"))
-    and name not in ("event.original", "event.id")
-)
-
-_TERM_SET = frozenset(TERM_FIELDS)
+#: Fields indexed for exact-match filters and entity pivots (defined with the event tables).
+TERM_FIELDS = sqlite_events.TERM_FIELDS
 
 GENESIS = "0" * 64
 
@@ -155,16 +134,6 @@ def _audit_hash(seq: int, at: str, actor: str, action: str, obj: str, details: s
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _fts_body(event: Event) -> str:
-    parts: list[str] = []
-    for value in event.fields.values():
-        if isinstance(value, tuple):
-            parts.extend(str(v) for v in value)
-        else:
-            parts.append(str(value))
-    return " ".join(parts)
-
-
 class SQLiteStore(Store):
     """The embedded default backend."""
 
@@ -176,7 +145,10 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # set when a batch held stored events; the next batch is then checked before its rows are built
+        self._duplicates_seen = False
         self._conn().executescript(SCHEMA)
+        sqlite_events.install(self._conn())  # before the analyst tables: it may rebuild an old file's event tables
         sqlite_analyst.install(self._conn())
         self._migrate()
         # after _migrate: older databases get the key column there (rows from before keep NULL, never equal)
@@ -207,6 +179,9 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA foreign_keys=ON")
+            # checkpoint the WAL every ~40 MB instead of 4 MB: pages rewritten meanwhile (indexes, full-text
+            # segments) are copied to the database once, and the writer stops for a checkpoint a tenth as often
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -248,32 +223,58 @@ class SQLiteStore(Store):
         if not events:
             return []
         batch = list({event.id: event for event in events}.values())  # first occurrence of each id wins
+        dropped = 0
+        if self._duplicates_seen:  # the last batch had stored events (a source re-read): drop them before building
+            stored_ids = self._stored_ids([event.id for event in batch])
+            dropped = len(stored_ids)
+            batch = [event for event in batch if event.id not in stored_ids]
+            if not batch:
+                return []
         ingested = format_ts(_now())
-        # rows are built before the write lock is taken, so other writers wait only for SQLite itself
-        rows = {e.id: (e.id, format_ts(e.timestamp), ingested, e.get("event.dataset"), e.to_json()) for e in batch}
-        bodies = {e.id: (e.id, _fts_body(e)) for e in batch}
-        term_fields = _TERM_SET
+        # everything is built before the write lock is taken, so other writers wait only for SQLite itself:
+        # event k of the batch gets rid (first free rid) + k, numbered from the first free rid as seen now --
+        # with one writer it is the same under the lock; if another writer came in between, renumbered there.
+        # index_batch first: it computes (or finds, from a parse worker) each event's index entry, ts text included
+        bodies, postings = sqlite_events.index_batch(enumerate(batch))
+        guess = sqlite_events.next_rid(self._conn())
+        rows_in = [
+            (guess + k, e.id, e.__dict__["_index"][0], ingested, e.fields.get("event.dataset"), e.to_json())
+            for k, e in enumerate(batch)
+        ]
+        bodies_in = [(guess + k, body) for k, body in bodies]
+        terms = postings.rows(guess)
+        skip: frozenset[int] = frozenset()
         with self._write() as conn:
-            existing: set[str] = set()
-            ids = [event.id for event in batch]
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                sql = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"  # noqa: S608 - placeholders
-                existing.update(row[0] for row in conn.execute(sql, chunk))
-            stored = [event for event in batch if event.id not in existing]
-            terms = []
-            for event in stored:
-                for name, value in event.fields.items():  # an event holds far fewer fields than TERM_FIELDS
-                    if name in term_fields:
-                        for item in value if isinstance(value, tuple) else (value,):
-                            terms.append((name, str(item), event.id, rows[event.id][1]))  # with ts: windowed lookups
-            terms.sort()  # B-tree inserts in key order touch each page once
-            # plain INSERT: a failing CHECK (invalid JSON) raises instead of being skipped
-            conn.executemany("INSERT INTO events(id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?)",
-                             [rows[e.id] for e in stored])
-            conn.executemany("INSERT INTO events_fts(id, body) VALUES (?,?)", [bodies[e.id] for e in stored])
-            conn.executemany("INSERT OR IGNORE INTO event_terms(field, value, event_id, ts) VALUES (?,?,?,?)", terms)
-        return stored
+            base = sqlite_events.next_rid(conn)
+            if base != guess:
+                rows_in = [(base + k, *row[1:]) for k, row in enumerate(rows_in)]
+                bodies_in = [(base + k, body) for k, body in bodies]
+                terms = postings.rows(base)
+            before = conn.total_changes
+            # a stored id is skipped by the unique index itself; a failing CHECK (invalid JSON) still raises
+            conn.executemany(
+                "INSERT INTO events(rid, id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT(id) DO NOTHING",
+                rows_in,
+            )
+            if conn.total_changes - before != len(rows_in):  # some ids were stored: their rids were not used
+                taken = {r[0] - base for r in conn.execute(
+                    "SELECT rid FROM events WHERE rid >= ? AND rid < ?", (base, base + len(rows_in)))}  # fmt: skip
+                skip = frozenset(k for k in range(len(rows_in)) if k not in taken)
+                bodies_in = [(base + k, body) for k, body in bodies if k not in skip]
+                terms = postings.rows(base, skip)
+            sqlite_events.insert_index_rows(conn, bodies_in, terms)
+        self._duplicates_seen = bool(skip or dropped)
+        return [event for k, event in enumerate(batch) if k not in skip]
+
+    def _stored_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are stored (a read: no write lock)."""
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            sql = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"  # noqa: S608 - placeholders
+            found.update(row[0] for row in self._conn().execute(sql, chunk))
+        return found
 
     @staticmethod
     def _event(row: sqlite3.Row) -> Event:
@@ -308,12 +309,16 @@ class SQLiteStore(Store):
         where: list[str] = []
         params: list[Any] = []
         if text:
-            where.append("e.id IN (SELECT id FROM events_fts WHERE events_fts MATCH ?)")
+            where.append("e.rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
             params.append(_fts_query(text))
         for name, value in (filters or {}).items():
             if name in TERM_FIELDS:
-                where.append("e.id IN (SELECT event_id FROM event_terms WHERE field=? AND value=?)")
+                where.append("e.rid IN (SELECT t.rid + j.value FROM event_terms t, json_each(t.more) j"
+                             " WHERE t.field=? AND t.value=?)")
                 params.extend([name, value])
+            elif name == "event.dataset":
+                where.append("e.dataset = ?")
+                params.append(value)
             elif name in FIELDS or name == "event.id":
                 where.append("json_extract(e.doc, ?) = ?")
                 params.extend([_json_path(name), value])
@@ -360,13 +365,14 @@ class SQLiteStore(Store):
     def delete_events(self, event_ids: Sequence[str]) -> int:
         ids = list(dict.fromkeys(event_ids))
         deleted = 0
-        for i in range(0, len(ids), 5000):  # the FTS table has no index on id: one scan per chunk
+        for i in range(0, len(ids), 5000):
             chunk = ids[i : i + 5000]
             marks = ",".join("?" * len(chunk))
             with self._write() as conn:  # one transaction per chunk: the three tables never disagree
-                deleted += conn.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk).rowcount  # noqa: S608
-                conn.execute(f"DELETE FROM events_fts WHERE id IN ({marks})", chunk)  # noqa: S608 - placeholders
-                conn.execute(f"DELETE FROM event_terms WHERE event_id IN ({marks})", chunk)  # noqa: S608
+                found = conn.execute(f"SELECT rid, doc FROM events WHERE id IN ({marks})", chunk).fetchall()  # noqa: S608
+                sqlite_events.delete_index_rows(conn, [(r[0], r[1]) for r in found])
+                conn.executemany("DELETE FROM events WHERE rid=?", [(r[0],) for r in found])
+                deleted += len(found)
         return deleted
 
     # dead letters -------------------------------------------------------------------

@@ -44,17 +44,15 @@ CREATE INDEX IF NOT EXISTS incident_terms_value ON incident_terms(value);
 CREATE INDEX IF NOT EXISTS incidents_status_created ON incidents(status, created);
 CREATE INDEX IF NOT EXISTS incidents_severity_created ON incidents(severity, created);
 CREATE INDEX IF NOT EXISTS incidents_assignee_created ON incidents(assignee, created);
-CREATE INDEX IF NOT EXISTS incidents_updated ON incidents(updated);
-CREATE INDEX IF NOT EXISTS event_terms_ts ON event_terms(field, value, ts)
+CREATE INDEX IF NOT EXISTS incidents_updated ON incidents(updated)
 """
 
 def install(conn: sqlite3.Connection) -> None:
     """Create the analyst tables and indexes, migrating a database made before they existed.
 
-    ``event_terms`` gains the event time (``ts``) and an index on (field, value, ts), so a
-    field query in a time window reads only that window's entries; ``incident_terms`` is
-    filled from the incidents' entities.  Both steps run once, under the write lock, and
-    are skipped by a process that finds them done.
+    ``incident_terms`` is filled from the incidents' entities, once, under the write lock,
+    and skipped by a process that finds it done.  (The event tables, with their time-windowed
+    term index, are :mod:`store.sqlite_events`'.)
     """
     if not _installed(conn):
         conn.execute("BEGIN IMMEDIATE")
@@ -70,15 +68,10 @@ def install(conn: sqlite3.Connection) -> None:
 
 def _installed(conn: sqlite3.Connection) -> bool:
     has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='incident_terms'").fetchone()
-    has_ts = any(r[1] == "ts" for r in conn.execute("PRAGMA table_info(event_terms)"))
-    has_index = conn.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='event_terms_ts'").fetchone()
-    return bool(has_table and has_ts and has_index)
+    return bool(has_table)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    if not any(r[1] == "ts" for r in conn.execute("PRAGMA table_info(event_terms)")):
-        conn.execute("ALTER TABLE event_terms ADD COLUMN ts TEXT")
-        conn.execute("UPDATE event_terms SET ts = (SELECT e.ts FROM events e WHERE e.id = event_terms.event_id)")
     fill = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='incident_terms'").fetchone() is None
     for statement in SCHEMA.split(";"):
         if statement.strip():

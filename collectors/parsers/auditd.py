@@ -67,6 +67,7 @@ _HEADER = re.compile(r"type=(?P<type>[A-Z0-9_]+) (?:msg=)?audit\((?P<ts>\d+(?:\.
 _KEY = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=")
 # auoms quotes cmdline without escaping inner quotes: a value ends at the quote before the next key
 _QUOTED = re.compile(r'"(.*?)"(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)', re.S)
+_QUOTED_KEY = re.compile(r'(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)="')
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _ARG = re.compile(r"a\d+")
 _PROCESS_KEYS = ("process.pid", "process.parent.pid", "process.name", "process.executable",
@@ -79,7 +80,10 @@ def split_pairs(body: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     marks = list(_KEY.finditer(body))
     pos = 0
-    for i, mark in enumerate(marks):
+    # finditer's matches do not overlap: the next mark starts at or after this one's end
+    starts = [m.start() for m in marks[1:]]
+    starts.append(len(body))
+    for mark, nxt in zip(marks, starts, strict=False):  # no marks: one end and nothing to pair
         if mark.start() < pos:
             continue  # a " key=" inside a quoted value already consumed
         start = mark.end()
@@ -90,7 +94,6 @@ def split_pairs(body: str) -> dict[str, str]:
             pairs[mark[1]] = quoted[1]
             pos = quoted.end()
             continue
-        nxt = next((m.start() for m in marks[i + 1 :] if m.start() >= start), len(body))
         pairs[mark[1]] = body[start:nxt].strip()
         pos = nxt
     return pairs
@@ -133,7 +136,7 @@ class AuditdParser(Parser):
             # user-space records nest their own pairs in msg='...'; they are read as pairs of the record
             body = f" {body}".replace(" msg='", " ", 1)[1:-1]
         raw = split_pairs(body)
-        quoted = {m[1] for m in re.finditer(r'(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)="', body)}
+        quoted = {m[1] for m in _QUOTED_KEY.finditer(body)} if '="' in body else set()
         values = {k: _decode(k, v, quoted) for k, v in raw.items()}
         category, types, action = RECORD_TYPES.get(rtype, (("host",), ("info",), rtype.lower()))
         fields: dict[str, Value] = {

@@ -15,13 +15,12 @@ camera, so they are copied verbatim and never interpreted.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from collectors.parsers.ecs_json import load_json_object
 from store.errors import EventValidationError
-from store.event import Event, Value, parse_ts, stable_id
+from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
 #: camera event -> (event.category, event.type); every category list includes "iot"
 EVENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -65,7 +64,7 @@ def _ip(values: dict[str, str], key: str) -> str | None:
     if value is None or value == "":
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        return normal_ip(value)
     except ValueError:
         raise BadRecord(f"key {key!r}: {value!r} is not an IP address") from None
 

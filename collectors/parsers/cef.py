@@ -17,14 +17,14 @@ receive time is used.
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import re
 from datetime import UTC, datetime
 from typing import ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from store.errors import EventValidationError
-from store.event import Event, Value, parse_ts, stable_id
+from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
 #: CEF extension key -> event field
 EXTENSION_FIELDS: dict[str, str] = {
@@ -64,7 +64,8 @@ def split_header(payload: str) -> tuple[list[str], str]:
         match = _HEADER_FIELD.match(payload, pos)
         if match is None:
             raise BadRecord(f"CEF header has {len(fields)} of 7 '|'-separated fields")
-        fields.append(_HEADER_UNESCAPE.sub(r"\1", match[1]))
+        field = match[1]
+        fields.append(_HEADER_UNESCAPE.sub(r"\1", field) if "\\" in field else field)
         pos = match.end()
     return fields, payload[pos:]
 
@@ -79,8 +80,14 @@ def split_extension(text: str) -> dict[str, str]:
         return out
     for mark, nxt in zip(marks, [*marks[1:], None], strict=True):
         raw = text[mark.end() : nxt.start() if nxt is not None else len(text)].rstrip()
-        out[mark[1]] = _EXT_UNESCAPE.sub(lambda m: _EXT_ESCAPES[m[1]], raw)
+        out[mark[1]] = _EXT_UNESCAPE.sub(lambda m: _EXT_ESCAPES[m[1]], raw) if "\\" in raw else raw
     return out
+
+
+@functools.lru_cache(maxsize=1024)  # vendors' extension keys are few
+def _label(key: str) -> str:
+    """The field of an extension key CitySOC does not map: ``labels.cef_<key>``."""
+    return f"labels.cef_{re.sub(r'[^A-Za-z0-9_]', '_', key)}"
 
 
 def _time(value: str, key: str) -> datetime:
@@ -149,12 +156,12 @@ class CefParser(Parser):
             "message": name,
         }
         for key, value in ext.items():
-            target = EXTENSION_FIELDS.get(key, f"labels.cef_{re.sub(r'[^A-Za-z0-9_]', '_', key)}")
+            target = EXTENSION_FIELDS.get(key) or _label(key)
             if not value or key in TIME_KEYS:
                 continue
             if target in IP_FIELDS:
                 try:
-                    value = str(ipaddress.ip_address(value))
+                    value = normal_ip(value)
                 except ValueError:
                     raise BadRecord(f"extension {key!r}: {value!r} is not an IP address") from None
             if target in INT_FIELDS and not value.isdigit():

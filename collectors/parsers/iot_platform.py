@@ -18,13 +18,12 @@ outside the platform and are copied verbatim, never interpreted.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from collectors.parsers.ecs_json import load_json_object
 from store.errors import EventValidationError
-from store.event import Event, Value, parse_ts, stable_id
+from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
 #: event_type -> (event.category, event.type); every category list includes "iot"
 EVENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -131,7 +130,7 @@ class IotPlatformParser(Parser):
         ip = _string(actor, "ip", "actor.")
         if ip is not None:
             try:
-                fields["source.ip"] = str(ipaddress.ip_address(ip))
+                fields["source.ip"] = normal_ip(ip)
             except ValueError:
                 raise BadRecord(f"key 'actor.ip': {ip!r} is not an IP address") from None
             fields["related.ip"] = (str(fields["source.ip"]),)

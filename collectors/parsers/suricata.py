@@ -12,14 +12,13 @@ One EVE object per line (``eve.json``).  Every record gets ``@timestamp`` from
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from collectors.parsers.ecs_json import load_json_object
 from store.errors import EventValidationError
-from store.event import Event, Value, parse_ts, stable_id
+from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
 #: keys by which a JSON object is recognised as an EVE record
 SIGNATURE: tuple[str, ...] = ("event_type", "timestamp")
@@ -55,7 +54,7 @@ def _ip(row: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        return normal_ip(value)
     except ValueError:
         raise BadRecord(f"key {key!r}: {value!r} is not an IP address") from None
 

@@ -14,7 +14,6 @@ the message closest to the time it was received, and the zone is the parser's
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collectors.base import BadRecord, CollectorError, Parser, RawRecord, register_parser
 from store.errors import EventValidationError
-from store.event import Event, Value, parse_ts, stable_id, utc
+from store.event import Event, Value, normal_ip, parse_ts, stable_id, utc
 
 FACILITIES: tuple[str, ...] = (
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
@@ -273,7 +272,7 @@ class SyslogParser(Parser):
 
 def _ip(text: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(text))
+        return normal_ip(text)
     except ValueError:
         return None
 

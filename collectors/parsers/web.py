@@ -19,17 +19,16 @@ Latency (``request_time``/``rt`` seconds, ``responseLatency`` ms) becomes
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from collectors.parsers.ecs_json import load_json_object
 from store.errors import EventValidationError
-from store.event import Event, Value, parse_ts, stable_id
+from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
 _CLF = re.compile(
     r'(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<request>(?:[^"\\]|\\.)*)" '
@@ -37,6 +36,10 @@ _CLF = re.compile(
 )
 _PAIR = re.compile(r'\s+([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
 _CLF_TIME = "%d/%b/%Y:%H:%M:%S %z"
+# what nginx and Apache write for _CLF_TIME; anything else (and any value out of range) goes to strptime
+_CLF_TIME_FAST = re.compile(r"(\d\d)/([A-Z][a-z][a-z])/(\d{4}):(\d\d):(\d\d):(\d\d) ([+-])(\d\d)([0-5]\d)")
+_MONTHS = {m: n for n, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                                       "Dec"), start=1)}  # fmt: skip
 
 #: trailing key=value names -> the name used below (as in the nginx JSON dialect); others are ignored
 CLF_EXTRAS: dict[str, str] = {
@@ -77,9 +80,23 @@ def _ip(value: str | None, key: str) -> str | None:
     if value is None or value in ("-", ""):
         return None
     try:
-        return str(ipaddress.ip_address(value.split(",")[0].strip()))  # X-Forwarded-For: the first hop
+        return normal_ip(value.split(",")[0].strip())  # X-Forwarded-For: the first hop
     except ValueError:
         raise BadRecord(f"{key}: {value!r} is not an IP address") from None
+
+
+def _clf_time(text: str) -> datetime:
+    """``datetime.strptime(text, _CLF_TIME)``, about ten times faster for the usual form; ValueError as strptime."""
+    match = _CLF_TIME_FAST.fullmatch(text)
+    month = _MONTHS.get(match[2]) if match is not None else None
+    if match is not None and month is not None:
+        try:
+            offset = timedelta(hours=int(match[8]), minutes=int(match[9]))
+            return datetime(int(match[3]), month, int(match[1]), int(match[4]), int(match[5]), int(match[6]),
+                            tzinfo=timezone(-offset if match[7] == "-" else offset))
+        except ValueError:
+            pass  # out of range (day 32, hour 24 ...): strptime words the error
+    return datetime.strptime(text, _CLF_TIME)
 
 
 def _int(value: Any, key: str) -> int | None:
@@ -134,7 +151,7 @@ class WebAccessParser(Parser):
             raise NotMyFormat("not a combined/common log format line")
         values: dict[str, Any] = {k: v for k, v in match.groupdict().items() if k != "rest"}
         try:
-            values["time"] = datetime.strptime(match["time"], _CLF_TIME)
+            values["time"] = _clf_time(match["time"])
         except ValueError:
             raise BadRecord(f"time [{match['time']}] is not dd/Mon/yyyy:HH:MM:SS +zzzz") from None
         parts = match["request"].split(" ")

@@ -26,6 +26,7 @@ Zeek's ``\\xNN`` escapes are not decoded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import re
@@ -40,7 +41,7 @@ from typing import Any, ClassVar
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from collectors.parsers.ecs_json import load_json_object
 from store.errors import EventValidationError
-from store.event import Event, Value, parse_ts, stable_id
+from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
 #: Modbus function names as Zeek writes them (base/protocols/modbus/consts.zeek) -> function code
 MODBUS_FUNCTION_CODES: dict[str, int] = {
@@ -214,7 +215,7 @@ def _ip(row: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        return normal_ip(value)
     except ValueError:
         raise BadRecord(f"key {key!r}: {value!r} is not an IP address") from None
 
@@ -427,6 +428,7 @@ DNP3_FUNCTION_CODES: dict[str, int] = {
 }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)  # function and type names repeat on every record
 def _snake(text: str) -> str:
     """``write_property`` for ``write-property``, ``send_rr_data`` for ``SendRRData``, ``plc_stop`` for ``PLC Stop``."""
     split = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", text)

@@ -18,6 +18,7 @@ newline is left for the next read; bytes that are not UTF-8 are replaced
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -105,10 +106,14 @@ class FileCollector:
             return None
         return point
 
-    def _save(self, fh: BinaryIO, offset: int) -> None:
+    def _point(self, fh: BinaryIO, offset: int) -> Checkpoint:
+        """The checkpoint for ``offset`` in the open file (taken when the batch is read: the file may be closed
+        by the time the batch is stored, when the caller reads on without draining)."""
         st = os.fstat(fh.fileno())
         head_length, head_sha256 = _head(fh, offset)
-        point = Checkpoint(str(self.path), self.parser.name, st.st_dev, st.st_ino, offset, head_length, head_sha256)
+        return Checkpoint(str(self.path), self.parser.name, st.st_dev, st.st_ino, offset, head_length, head_sha256)
+
+    def _save(self, point: Checkpoint) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=self.checkpoint_path.name, suffix=".tmp", dir=self.state_dir)
         try:
@@ -122,8 +127,14 @@ class FileCollector:
             raise
 
     # reading ------------------------------------------------------------------------
-    def run_once(self) -> int:
-        """Read every complete line there is now; returns the number of records handed to the pipeline."""
+    def run_once(self, drain: bool = True) -> int:
+        """Read every complete line there is now; returns the number of records handed to the pipeline.
+
+        With ``drain`` (the default) every record read is stored and checkpointed when this returns.
+        ``drain=False`` (with parse workers) returns while the last batches are still parsed, so the
+        caller can read its next file meanwhile; it must call the pipeline's ``drain`` (on this
+        thread) before it counts on them being stored.  Inline, every batch is stored either way.
+        """
         with self._lock:
             point = self.checkpoint()
             try:
@@ -142,7 +153,7 @@ class FileCollector:
                         total += self._finish_rotated(point)
                         log.info("%s: new file (rotated); reading it from the start", self.path)
                 moved = point is None or start != point.offset or (point.device, point.inode) != (st.st_dev, st.st_ino)
-                total += self._read(fh, start, self.path, save=moved)
+                total += self._read(fh, start, self.path, save=moved, drain=drain)
             return total
 
     def follow(self, stop_event: threading.Event, poll: float = 0.5) -> None:
@@ -190,30 +201,37 @@ class FileCollector:
                 return self._read(old, point.offset, Path(entry.path))
         return 0
 
-    def _read(self, fh: BinaryIO, offset: int, path: Path, save: bool = False) -> int:
+    def _read(self, fh: BinaryIO, offset: int, path: Path, save: bool = False, drain: bool = True) -> int:
         """Hand the complete lines from ``offset`` on to the pipeline; ``save`` checkpoints even if none came."""
         fh.seek(offset)
         batch: list[RawRecord] = []
         records = 0
         saved = offset
-        while True:
-            line = fh.readline()
-            if not line.endswith(b"\n"):
-                break  # end of file, or a last line still being written
-            start, offset = offset, offset + len(line)
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
-            if text.strip():
-                batch.append(RawRecord(text, self.source, str(start), path=str(path)))
-            if len(batch) >= self.batch_size:
+        name = str(path)
+        try:
+            while True:
+                line = fh.readline()
+                if not line.endswith(b"\n"):
+                    break  # end of file, or a last line still being written
+                start, offset = offset, offset + len(line)
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if text.strip():
+                    batch.append(RawRecord(text, self.source, str(start), path=name))
+                if len(batch) >= self.batch_size:
+                    self._store(batch, fh, offset)
+                    records += len(batch)
+                    batch, saved = [], offset
+            if batch or offset != saved or save:
                 self._store(batch, fh, offset)
                 records += len(batch)
-                batch, saved = [], offset
-        if batch or offset != saved or save:
-            self._store(batch, fh, offset)
-            records += len(batch)
+            if drain:
+                self.pipeline.drain()  # with parse workers: every batch read is stored and checkpointed
+        except BaseException:
+            self.pipeline.discard()  # not stored, not checkpointed: read again next time
+            raise
         return records
 
     def _store(self, batch: list[RawRecord], fh: BinaryIO, offset: int) -> None:
-        if batch:
-            self.pipeline.ingest(batch, self.parser, batch_size=self.batch_size)
-        self._save(fh, offset)  # only after the batch is stored: a crash in between re-reads, never skips
+        # The checkpoint runs only after the batch (and every one before it) is stored: a crash in
+        # between re-reads, never skips.  With parse workers this returns while the batch is parsed.
+        self.pipeline.submit(batch, self.parser, then=functools.partial(self._save, self._point(fh, offset)))

@@ -25,6 +25,17 @@ Extraction walks the condition tree after the processing pipeline, like the matc
 The result is a *necessary* condition, never a sufficient one: the compiled predicate still
 decides.  A rule without anchors is always evaluated, so a wrong anchor can only cost speed if
 it is too broad, never a missed detection, as long as every anchor is necessary.
+
+*Exclusions* go the other way: sets of *exact* anchors whose presence proves a rule cannot
+match, read from its ``not filter`` parts (:func:`rule_exclusions`).  An anchor is exact when
+it holds exactly when its leaf value matches: a case-insensitive string whose only wildcards
+are a leading and/or trailing ``*`` (``Image|endswith: '\\svchost.exe'`` holds on precisely
+the values that end so, as the matcher compares lower-cased text too).  An exclusion is a
+conjunction: a filter ``Image|startswith: C:\\Windows\\ and Image|endswith: \\wsl.exe`` is
+proved by both anchors together.  Anything else in a filter (regular expressions, ``null``,
+``|cased``, wildcards inside, keywords, numbers) only means that part of it proves nothing; a
+rule with no provable filter has no exclusions.  They travel with the clauses as
+:class:`RuleAnchors`, a tuple of clauses that also carries them.
 """
 
 from __future__ import annotations
@@ -36,11 +47,13 @@ from typing import Any
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
+    ConditionNOT,
     ConditionOR,
     ConditionValueExpression,
 )
 from sigma.types import (
     Placeholder,
+    SigmaCasedString,
     SigmaExpansion,
     SigmaNumber,
     SigmaRegularExpression,
@@ -57,6 +70,26 @@ Clause = tuple[Anchor, ...]
 
 #: clauses kept per AND: each costs index work per event, the first ones filter the most
 MAX_CLAUSES = 3
+#: exclusions kept per rule, and anchors per exclusion (an AND of filters multiplies out)
+MAX_EXCLUSIONS = 32
+MAX_EXCLUSION_ANCHORS = 3
+
+
+class RuleAnchors(tuple[Clause, ...]):
+    """A rule's anchor clauses (all hold on every match), carrying its exclusions.
+
+    ``exclusions``: conjunctions of exact anchors; when every anchor of one of them is present in
+    an event, the rule cannot match it.  A tuple of clauses first, so code that only reads the
+    clauses (and equality with a plain tuple) is unchanged; empty when only exclusions are known.
+    """
+
+    exclusions: tuple[Clause, ...]
+
+    def __new__(cls, clauses: Iterable[Clause], exclusions: Iterable[Clause] = ()) -> RuleAnchors:
+        self = super().__new__(cls, clauses)
+        self.exclusions = tuple(exclusions)
+        return self
+
 
 #: fields a keyword is searched in (kept equal to ``detections.sigma.matcher.KEYWORD_FIELDS``)
 KEYWORD_FIELDS: tuple[str, ...] = ("message", "event.original")
@@ -109,9 +142,18 @@ def _literal_ok(char: str, ignore_case: bool) -> bool:
     return char.isascii() and not (ignore_case and char in _UNSAFE_FOLDED)
 
 
+#: single characters rare enough in event text to anchor on when a pattern has nothing longer
+#: (a backtick: PowerShell obfuscation ``IN`V`o`Ke``); letters, digits, paths' ``\\ . -`` are not
+_RARE_CHARACTERS = frozenset("`^|<>!;$")
+
+
+def _selective(literal: str) -> bool:
+    return len(literal) >= 2 or literal in _RARE_CHARACTERS
+
+
 def _best(options: list[list[str]]) -> list[str] | None:
     """The option whose shortest alternative is longest (the most selective necessary literal set)."""
-    usable = [o for o in options if o and min(len(t) for t in o) >= 2]
+    usable = [o for o in options if o and all(_selective(t) for t in o)]
     return max(usable, key=lambda o: min(len(t) for t in o)) if usable else None
 
 
@@ -231,12 +273,93 @@ def node_anchors(node: object) -> list[Anchor] | None:
     return min(clauses, key=_cost) if clauses else None
 
 
-def rule_anchors(trees: Iterable[object]) -> tuple[Clause, ...] | None:
-    """Anchor clauses of a rule whose conditions (alternatives) are ``trees``; None means always evaluate."""
+def _clauses(trees: list[object]) -> tuple[Clause, ...]:
     per_tree = [node_clauses(tree) for tree in trees]
     if not per_tree or any(c is None for c in per_tree):
-        return None
+        return ()
     # alternatives: one clause, the union of each one's most selective clause
     clauses = per_tree[0] or [] if len(per_tree) == 1 else [[a for c in per_tree for a in min(c or [[]], key=_cost)]]
-    out = tuple(tuple(dict.fromkeys(clause)) for clause in clauses if clause)
-    return out or None
+    return tuple(tuple(dict.fromkeys(clause)) for clause in clauses if clause)
+
+
+def rule_anchors(trees: Iterable[object]) -> RuleAnchors | None:
+    """Anchor clauses and exclusions of a rule whose conditions (alternatives) are ``trees``.
+
+    None when there are neither; no clauses means: always evaluate (unless an exclusion holds).
+    """
+    items = list(trees)
+    clauses, exclusions = _clauses(items), rule_exclusions(items)
+    return RuleAnchors(clauses, exclusions) if clauses or exclusions else None
+
+
+# ------------------------------------------------------------------ exclusions (exact anchors)
+# Sound by construction: each conjunction returned by _proves_true holds only on events where
+# the node is true, each one returned by _proves_false only where it is false; dropping any of
+# them (the caps) loses speed, never a match.
+
+
+#: where the one text part sits between ``*`` wildcards -> the anchor kind that holds exactly then
+_EXACT_SHAPES = {(True,): "eq", (True, False): "prefix", (False, True): "suffix", (False, True, False): "contains"}
+
+
+def exact_anchor(name: str, value: SigmaType) -> Anchor | None:
+    """The anchor that holds exactly when ``value`` matches the field (see the module docstring), or None."""
+    if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
+        return None
+    parts: list[str | SpecialChars] = []
+    for part in value.s:
+        if isinstance(part, Placeholder):
+            return None
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] = parts[-1] + part
+        else:
+            parts.append(part)
+    multi = SpecialChars.WILDCARD_MULTI
+    texts = [p.lower() for p in parts if isinstance(p, str)]
+    if not parts:
+        return (name, "eq", "")
+    if len(texts) != 1 or not texts[0] or any(p is not multi for p in parts if not isinstance(p, str)):
+        return None
+    kind = _EXACT_SHAPES.get(tuple(isinstance(p, str) for p in parts))
+    return None if kind is None else (name, kind, texts[0])
+
+
+def _capped(conjunctions: Iterable[tuple[Anchor, ...]]) -> list[tuple[Anchor, ...]]:
+    unique = dict.fromkeys(tuple(dict.fromkeys(c)) for c in conjunctions if len(set(c)) <= MAX_EXCLUSION_ANCHORS)
+    # fewest anchors first: one present anchor is the cheapest proof to check
+    return sorted(unique, key=len)[:MAX_EXCLUSIONS]
+
+
+def _proves_true(node: object) -> list[tuple[Anchor, ...]]:
+    """Conjunctions of exact anchors, each of which (all anchors present) proves ``node`` true."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _capped((a,) for item in _values(node.value) if (a := exact_anchor(node.field, item)) is not None)
+    if isinstance(node, ConditionOR):  # one true alternative is enough
+        return _capped(c for arg in node.args for c in _proves_true(arg))
+    if isinstance(node, ConditionAND):  # every operand must be proved: the product of their proofs
+        product: list[tuple[Anchor, ...]] = [()]
+        for arg in node.args:
+            proofs = _proves_true(arg)
+            product = _capped(p + q for p in product for q in proofs)
+            if not product:
+                return []
+        return product
+    if isinstance(node, ConditionNOT):
+        return _proves_false(node.args[0])
+    return []  # keywords, and anything unknown: no proof
+
+
+def _proves_false(node: object) -> list[tuple[Anchor, ...]]:
+    """Conjunctions of exact anchors, each of which proves ``node`` false."""
+    if isinstance(node, ConditionNOT):
+        return _proves_true(node.args[0])
+    if isinstance(node, ConditionAND):  # one false operand is enough
+        return _capped(c for arg in node.args for c in _proves_false(arg))
+    return []  # an OR would need every alternative proved false at once: not worth it
+
+
+def rule_exclusions(trees: Iterable[object]) -> tuple[Clause, ...]:
+    """Conjunctions of exact anchors, each of which (all present) proves the rule cannot match."""
+    items = list(trees)
+    # several conditions are alternatives: the rule fails only when all fail, rare enough to skip
+    return tuple(_proves_false(items[0])) if len(items) == 1 else ()

@@ -2,27 +2,54 @@
 
 Routing by logsource (:class:`detections.sigma.matcher.RuleSet`) leaves hundreds of Windows
 process-creation rules for every Sysmon event.  :class:`AnchorIndex` narrows them further with
-each rule's anchor clauses (:mod:`detections.sigma.anchors`): a rule is a candidate only when
-every one of its clauses has an anchor present in the event.  Equality anchors are one dict
-lookup per field, numeric anchors one dict lookup on the field's number, prefix / suffix /
-substring anchors are found with one Aho-Corasick pass (the ``pyahocorasick`` automaton) over
-the lower-cased field value.  The cost per event then grows with the number of anchors
-actually present in the event, not with the number of rules.
+each rule's anchor clauses and exclusions (:mod:`detections.sigma.anchors`): a rule is a
+candidate only when every one of its clauses has an anchor present in the event and none of
+its exclusions is fully present.
+
+Everything an event's anchors say is one Python int, the event's *hit mask* ``H``, so the set
+algebra per event runs in C on machine words instead of in Python loops over (rule, clause)
+pairs.  A bit stands for a (rule, clause) pair or for a distinct exclusion anchor; the least
+selective ones (short substrings, found in most values) get the lowest bits, so the masks
+OR-ed most often stay small ints.  One clause per rule is its *trigger*: its only clause, or
+for a rule with several the most selective one (:func:`designated`).  Each (field, value)
+maps to the mask of the bits its anchors set: equality anchors with one dict lookup, numeric
+anchors with one dict lookup on the field's number, prefix / suffix / substring anchors with
+one Aho-Corasick pass (the ``pyahocorasick`` automaton) over the lower-cased value, skipped
+when the value contains none of a few short substrings covering all the field's literals
+(:func:`gram_cover`; what keeps the raw record, searched by keyword rules, cheap).  Values
+repeat all day (images, parents, users), so the masks of values seen are remembered, keyed by
+(field, value as sent); the lookups and the OR over the event's fields run in C.
+
+The candidates are a function of ``H`` alone, and benign events give the same few ``H`` over
+and over, so they are remembered per ``H`` (bounded).  On a miss: the rules whose trigger bit
+is set, plus the rules without clauses; a multi-clause rule stays when all its clause bits are
+set (``H & M == M``); any rule is dropped when all bits of one of its exclusions are set; the
+rest is sorted into load order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import reduce
+from operator import itemgetter, or_
 from typing import Any, Protocol
 
 import ahocorasick
 
-from detections.sigma.anchors import Clause
+from detections.sigma.anchors import Anchor, Clause, RuleAnchors
 
-#: a (rule, clause) pair packed in one int: rule index << _SHIFT | clause number
-_SHIFT = 4
-#: distinct values remembered per field and index
+#: distinct values remembered per index: this many per field it looks at
 SEEN_PER_FIELD = 4096
+#: distinct hit masks whose candidates are remembered per index
+SEEN_MASKS = 4096
+
+#: a field's automaton gets a substring pre-check when this few short substrings cover all its literals
+MAX_GRAMS = 3
+#: ... and it has at most this many literals (the cover is searched at build time)
+MAX_GRAM_LITERALS = 64
+
+#: static selectivity of an anchor kind: an equality must match the whole value, a contains anywhere
+_KIND_WEIGHT = {"eq": 3, "num": 3, "prefix": 2, "suffix": 1, "contains": 0}
 
 
 class _Event(Protocol):
@@ -56,135 +83,271 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _indexable(anchor: Anchor) -> bool:
+    """Whether the index can look the anchor up (an empty affix would hold on every value)."""
+    _, kind, literal = anchor
+    return kind in ("eq", "num") or bool(literal)
+
+
+def clause_selectivity(clause: Clause) -> tuple[int, int, int]:
+    """Higher is rarer in events: the weakest anchor decides (kind, then literal length), then fewer anchors.
+
+    ``eq svchost.exe`` beats ``suffix .exe``; among suffixes ``\\\\wmic.exe`` beats ``.exe``.
+    """
+    weakest = min((_KIND_WEIGHT[kind], len(literal)) for _, kind, literal in clause)
+    return (*weakest, -len(clause))
+
+
+def gram_cover(literals: Iterable[str]) -> tuple[str, ...] | None:
+    """A few substrings (2-4 characters) one of which every literal contains, or None when it takes more.
+
+    A value that contains none of them contains no literal: one fast ``in`` per substring
+    replaces the Aho-Corasick pass, which is what a long, unique value (the raw record searched
+    by keyword rules) would cost on every event.  Greedy: the substring in most literals first,
+    the longest among those.
+    """
+    remaining = set(literals)
+    if not remaining or len(remaining) > MAX_GRAM_LITERALS or min(map(len, remaining)) < 2:
+        return None
+    grams = {t[i : i + n] for t in remaining for n in (2, 3, 4) for i in range(len(t) - n + 1)}
+    chosen: list[str] = []
+    while remaining:
+        if len(chosen) == MAX_GRAMS:
+            return None
+        best = max(sorted(grams), key=lambda g: (sum(g in t for t in remaining), len(g)))
+        chosen.append(best)
+        remaining = {t for t in remaining if best not in t}
+    return tuple(chosen)
+
+
+def designated(clauses: Sequence[Clause]) -> int:
+    """The position of the clause that triggers a multi-clause rule: the most selective one."""
+    return max(range(len(clauses)), key=lambda number: clause_selectivity(clauses[number]))
+
+
 class AnchorIndex:
     """The rules of one logsource set, indexed by anchor; :meth:`candidates` lists those to evaluate."""
 
     def __init__(self, rules: Sequence[IndexedRule]) -> None:
         self.rules = tuple(rules)
-        self.always: tuple[int, ...] = ()
-        self._equal: dict[str, dict[str, list[int]]] = {}
-        self._numbers: dict[str, dict[float, list[int]]] = {}
-        self._automata: dict[str, Any] = {}
-        #: rule index -> how many clauses must hold (rules with one clause are not listed)
-        self._needed: dict[int, int] = {}
-        always: list[int] = []
-        affixes: dict[str, dict[str, list[tuple[str, int]]]] = {}
+        # Slots get bits: every (rule, clause) pair and every distinct exclusion anchor.  The
+        # least selective slots, whose anchors turn up in most values, get the lowest bits, so
+        # the masks OR-ed per Aho-Corasick match and per field are mostly small ints.
+        slots: list[tuple[tuple[int, int, int], int, Clause]] = []  # (selectivity, order, anchors)
+        usable: dict[int, tuple[Clause, ...]] = {}
+        clause_slots: dict[int, list[int]] = {}
+        exclusions: dict[int, list[Clause]] = {}
+        distinct: dict[Anchor, int] = {}  # exclusion anchor -> its slot, shared by all rules
         for index, rule in enumerate(self.rules):
-            clauses = rule.anchors
-            if (
-                not clauses
-                or len(clauses) >= 1 << _SHIFT
-                or any(kind not in ("eq", "num") and not literal for clause in clauses for _, kind, literal in clause)
-            ):
-                always.append(index)
-                continue
-            if len(clauses) > 1:
-                self._needed[index] = len(clauses)
-            for number, clause in enumerate(clauses):
-                target = index << _SHIFT | number
-                for name, kind, literal in clause:
-                    if kind == "eq":
-                        self._equal.setdefault(name, {}).setdefault(literal, []).append(target)
-                    elif kind == "num":
-                        self._numbers.setdefault(name, {}).setdefault(float(literal), []).append(target)
-                    else:
-                        affixes.setdefault(name, {}).setdefault(literal, []).append((kind, target))
-        self.always = tuple(always)
+            anchors = rule.anchors
+            clauses = tuple(anchors or ())
+            if clauses and all(_indexable(a) for clause in clauses for a in clause):
+                usable[index] = clauses
+                clause_slots[index] = list(range(len(slots), len(slots) + len(clauses)))
+                slots += [(clause_selectivity(clause), len(slots) + n, clause) for n, clause in enumerate(clauses)]
+            proofs = anchors.exclusions if isinstance(anchors, RuleAnchors) else ()
+            kept = [c for c in proofs if all(_indexable(a) for a in c)]
+            if kept:
+                exclusions[index] = kept
+                for anchor in (a for c in kept for a in c if a not in distinct):
+                    distinct[anchor] = len(slots)
+                    slots.append((clause_selectivity((anchor,)), len(slots), (anchor,)))
+        position = {slot: bit for bit, (_, slot, _) in enumerate(sorted(slots))}
+        bits: dict[Anchor, int] = {}  # anchor -> the bits it sets when present
+        for _, slot, clause in slots:
+            for anchor in clause:
+                bits[anchor] = bits.get(anchor, 0) | 1 << position[slot]
+
+        #: bit -> the rule it triggers (rules without clauses get a bit each above the slots)
+        self._rule_of: dict[int, int] = {}
+        #: rule -> all its clause bits (rules with several clauses)
+        self._full: dict[int, int] = {}
+        #: rule -> (bits any one of which excludes it, masks all bits of one of which exclude it)
+        self._exclude: dict[int, tuple[int, tuple[int, ...]]] = {}
+        triggers = always = clause_bits = 0
+        next_bit = len(slots)
+        for index in range(len(self.rules)):
+            if index not in usable:
+                self._rule_of[next_bit] = index
+                always |= 1 << next_bit
+                next_bit += 1
+            else:
+                own = clause_slots[index]
+                trigger = position[own[designated(usable[index])]]
+                self._rule_of[trigger] = index
+                triggers |= 1 << trigger
+                full = sum(1 << position[slot] for slot in own)
+                clause_bits |= full
+                if len(own) > 1:
+                    self._full[index] = full
+            single = 0
+            several: list[int] = []
+            for conjunction in exclusions.get(index, ()):
+                mask = sum(1 << position[distinct[anchor]] for anchor in set(conjunction))
+                if mask.bit_count() == 1:
+                    single |= mask
+                else:
+                    several.append(mask)
+            if single or several:
+                self._exclude[index] = (single, tuple(several))
+        self._triggers = triggers
+        self._always_mask = always
+        self.always: tuple[int, ...] = tuple(i for i in range(len(self.rules)) if i not in usable)
+        #: the bits of (rule, clause) pairs, for counting hits
+        self.clause_bits = clause_bits
+
+        self._equal: dict[str, dict[str, int]] = {}
+        self._numbers: dict[str, dict[float, int]] = {}
+        affixes: dict[str, dict[str, list[int]]] = {}  # field -> literal -> [contains, suffix, prefix] bits
+        for (name, kind, literal), mask in bits.items():
+            if kind == "eq":
+                equal = self._equal.setdefault(name, {})
+                equal[literal] = equal.get(literal, 0) | mask
+            elif kind == "num":
+                numbers = self._numbers.setdefault(name, {})
+                numbers[float(literal)] = numbers.get(float(literal), 0) | mask
+            else:
+                slot = ("contains", "suffix", "prefix").index(kind)
+                affixes.setdefault(name, {}).setdefault(literal, [0, 0, 0])[slot] |= mask
+        self._automata: dict[str, Any] = {}
+        #: field -> substrings one of which a value must contain for the automaton to find anything
+        self._grams: dict[str, tuple[str, ...]] = {}
         for name, literals in affixes.items():
             automaton = ahocorasick.Automaton()
-            for literal, targets in literals.items():
-                # per kind, so a hit costs one set update (in C) instead of a loop over its targets
-                by_kind = {kind: tuple(t for k, t in targets if k == kind) for kind in ("contains", "suffix", "prefix")}
-                automaton.add_word(literal, (len(literal), by_kind["contains"], by_kind["suffix"], by_kind["prefix"]))
+            for literal, (contains, suffix, prefix) in literals.items():
+                automaton.add_word(literal, (len(literal) - 1, contains, suffix, prefix))
             automaton.make_automaton()
             self._automata[name] = automaton
+            grams = gram_cover(literals)
+            if grams is not None:
+                self._grams[name] = grams
         self.fields = tuple(sorted(set(self._equal) | set(self._automata)))
-        self._field_set = frozenset(self.fields)
-        #: no anchor on @timestamp / event.id, which live on the event record, not in its fields
-        self._record_free = not self._field_set & {"@timestamp", "event.id"}
         self.number_fields = tuple(sorted(self._numbers))
-        #: field -> value (as sent) -> its (rule, clause) hits: images, parents, users and the like
-        #: repeat all day, so most values are looked up once (bounded, cleared when full)
-        self._seen: dict[str, dict[str, tuple[int, ...]]] = {name: {} for name in self.fields}
+        #: every field an anchor looks at
+        self._looked_at = frozenset(self.fields) | frozenset(self.number_fields)
+        #: no anchor on @timestamp / event.id, which live on the event record, not in its fields
+        self._record_free = not self._looked_at & {"@timestamp", "event.id"}
+        #: (field, value as sent) -> its mask: images, parents, users and the like repeat all day,
+        #: so most values are looked up once (text values only; bounded, cleared when full)
+        self._seen: dict[tuple[str, str], int] = {}
+        self._seen_get = self._seen.get
+        self._seen_limit = SEEN_PER_FIELD * max(1, len(self._looked_at))
+        #: equal masks share one object: many distinct values (command lines) hit the same anchors
+        self._masks: dict[int, int] = {}
+        #: hit mask -> (rule index, predicate) of its candidates
+        self._by_mask: dict[int, tuple[tuple[int, Callable[[Any], bool]], ...]] = {}
 
-    def _text_hits(self, name: str, text: str) -> tuple[int, ...]:
-        """The (rule, clause) hits of one lower-cased value of a field."""
-        hits: set[int] = set()
+    # ------------------------------------------------------------------ per event
+
+    def _text_mask(self, name: str, text: str) -> int:
+        """The bits set by one lower-cased text value of a field."""
+        mask = 0
         equal = self._equal.get(name)
         if equal is not None:
-            hit = equal.get(text)
-            if hit is not None:
-                hits.update(hit)
+            mask = equal.get(text, 0)
         automaton = self._automata.get(name)
         if automaton is not None and text:
+            grams = self._grams.get(name)
+            if grams is not None:
+                for gram in grams:  # a plain loop: a generator would cost more than the searches
+                    if gram in text:
+                        break
+                else:
+                    return mask
             last = len(text) - 1
-            for end, (length, contains, suffix, prefix) in automaton.iter(text):
+            for end, (first_end, contains, suffix, prefix) in automaton.iter(text):
                 if contains:
-                    hits.update(contains)
+                    mask |= contains
                 if suffix and end == last:
-                    hits.update(suffix)
-                if prefix and end == length - 1:
-                    hits.update(prefix)
-        return tuple(hits)
+                    mask |= suffix
+                if prefix and end == first_end:  # the literal starts the value
+                    mask |= prefix
+        return mask
 
-    def _hits(self, ctx: _Context) -> set[int]:
-        """The (rule, clause) pairs with an anchor present in the event."""
-        hits: set[int] = set()
-        seen_by_field = self._seen
-        if self._record_free:
-            fields: Mapping[str, Any] | None = ctx.event.fields
-            present: Iterable[str] = ctx.event.fields.keys() & self._field_set  # a set intersection in C
-        else:
-            fields, present = None, self.fields
-        for name in present:
-            raw = fields[name] if fields is not None else ctx.raw(name)
-            if type(raw) is str:
-                seen = seen_by_field[name]
-                found = seen.get(raw)  # keyed by the value as sent: a repeated value is not even lower-cased
-                if found is None:
-                    found = self._text_hits(name, raw.lower())
-                    if len(seen) >= SEEN_PER_FIELD:
-                        seen.clear()
-                    seen[raw] = found
-                if found:
-                    hits.update(found)
-                continue
+    def _value_mask(self, ctx: _Context, name: str, raw: Any) -> int:
+        """The bits set by one field's value: text anchors on its lower-cased text, numeric ones on its number."""
+        mask = 0
+        numbers = self._numbers.get(name)
+        if type(raw) is str:
+            mask = self._text_mask(name, raw.lower())
+            if numbers is not None and (number := _number(raw)) is not None:
+                mask |= numbers.get(number, 0)
+            seen = self._seen
+            if len(seen) >= self._seen_limit:
+                seen.clear()
+                self._masks.clear()
+            if mask:
+                mask = self._masks.setdefault(mask, mask)
+            seen[(name, raw)] = mask  # keyed by the value as sent: a repeat is not even lower-cased
+            return mask
+        if name in self._equal or name in self._automata:
             value = ctx.lower(name)  # numbers, booleans, arrays: rare, not cached
-            if value is None:
-                continue
-            for text in value if isinstance(value, tuple) else (value,):
-                hits.update(self._text_hits(name, text))
-        for name in self.number_fields:
-            number_raw = ctx.raw(name)
-            if number_raw is None:
-                continue
-            numbers = self._numbers[name]
-            for item in number_raw if isinstance(number_raw, tuple) else (number_raw,):
+            for text in value if isinstance(value, tuple) else (value,) if value is not None else ():
+                mask |= self._text_mask(name, text)
+        if numbers is not None:
+            for item in raw if isinstance(raw, tuple) else (raw,) if raw is not None else ():
                 number = _number(item)
                 if number is not None:
-                    hit = numbers.get(number)
-                    if hit is not None:
-                        hits.update(hit)
-        return hits
+                    mask |= numbers.get(number, 0)
+        return mask
+
+    def hit_mask(self, ctx: _Context) -> int:
+        """``H``: the bits of every anchor present in the event."""
+        if not self._record_free:
+            hits = 0
+            for name in self._looked_at:
+                raw = ctx.raw(name)
+                if raw is not None:
+                    hits |= self._seen_get((name, raw)) or self._value_mask(ctx, name, raw)
+            return hits
+        fields = ctx.event.fields
+        present = fields.keys() & self._looked_at  # a set intersection in C
+        if not present:
+            return 0
+        # Keys, cache lookups and the OR all run in C; Python only sees values not met before.
+        keys = list(zip(present, map(fields.__getitem__, present), strict=True))
+        found = list(map(self._seen_get, keys))
+        if None in found:
+            for position, mask in enumerate(found):
+                if mask is None:
+                    found[position] = self._value_mask(ctx, *keys[position])
+        return reduce(or_, found, 0)
+
+    def _from_mask(self, hits: int) -> tuple[tuple[int, Callable[[Any], bool]], ...]:
+        """Candidates of a hit mask, in load order, with their predicates."""
+        full, exclude, rules, rule_of = self._full, self._exclude, self.rules, self._rule_of
+        out: list[tuple[int, Callable[[Any], bool]]] = []
+        pending = hits & self._triggers | self._always_mask
+        while pending:
+            low = pending & -pending
+            pending ^= low
+            index = rule_of[low.bit_length() - 1]
+            needed = full.get(index)
+            if needed is not None and hits & needed != needed:
+                continue
+            excluded = exclude.get(index)
+            if excluded is not None:
+                single, several = excluded
+                if hits & single or any(hits & mask == mask for mask in several):
+                    continue
+            out.append((index, rules[index].predicate))
+        out.sort(key=itemgetter(0))  # bits follow selectivity, matches follow load order
+        return tuple(out)
+
+    def _entries(self, ctx: _Context) -> tuple[tuple[int, Callable[[Any], bool]], ...]:
+        hits = self.hit_mask(ctx) if self._looked_at else 0
+        entries = self._by_mask.get(hits)
+        if entries is None:
+            entries = self._from_mask(hits)
+            if len(self._by_mask) >= SEEN_MASKS:
+                self._by_mask.clear()
+            self._by_mask[hits] = entries
+        return entries
 
     def candidates(self, ctx: _Context) -> list[int]:
-        """Indices (in load order) of the rules all of whose clauses the event satisfies, plus unanchored rules."""
-        hits = self._hits(ctx)
-        if not hits:
-            return list(self.always)  # built in load order
-        found: set[int] = set(self.always)
-        needed = self._needed
-        if not needed:
-            found.update(target >> _SHIFT for target in hits)
-            return sorted(found)
-        held: dict[int, int] = {}
-        for target in hits:
-            index = target >> _SHIFT
-            held[index] = held.get(index, 0) + 1
-        found.update(index for index, count in held.items() if count >= needed.get(index, 1))
-        return sorted(found)
+        """Indices (in load order) of the rules whose clauses all hold and no exclusion holds, plus unanchored ones."""
+        return [index for index, _ in self._entries(ctx)]
 
     def match(self, ctx: _Context) -> list[int]:
         """Indices of the rules that match: candidates whose predicate holds."""
-        rules = self.rules
-        return [index for index in self.candidates(ctx) if rules[index].predicate(ctx)]
+        return [index for index, predicate in self._entries(ctx) if predicate(ctx)]

@@ -2,10 +2,13 @@
 
 :func:`compile_rule` walks a parsed rule's condition tree (``ConditionOR`` /
 ``AND`` / ``NOT`` over field/value and keyword expressions), the way pySigma
-backends do, and turns it into nested Python closures.  All per-value work
-happens at compile time: wildcard strings become ``==`` / ``startswith`` /
-``endswith`` / ``in`` tests or precompiled regular expressions, CIDRs become
-``ipaddress`` networks.  A value the matcher cannot evaluate raises
+backends do, and turns it into one generated Python function per rule
+(:mod:`detections.sigma.codegen`; ``compile_rule(rule, generated=False)`` builds
+the equivalent nested closures, the reference the generator is tested against
+and the fallback for a condition nested deeper than Python compiles).  All
+per-value work happens at compile time: wildcard strings become ``==`` /
+``startswith`` / ``endswith`` / ``in`` tests or precompiled regular expressions,
+CIDRs become ``ipaddress`` networks.  A value the matcher cannot evaluate raises
 :class:`UnsupportedRuleError` with the exact reason, which the loader reports.
 
 Matching semantics (Sigma specification v2, as pySigma and its SQLite backend read it):
@@ -67,6 +70,19 @@ from sigma.types import (
 from detections.errors import DetectionError
 from detections.incidents import GROUP_BY_ATTRIBUTE, GroupByError, parse_group_by
 from detections.sigma.anchors import Clause, rule_anchors
+from detections.sigma.codegen import (
+    RECORD_FIELDS,
+    AllOf,
+    AnyOf,
+    CallLeaf,
+    Negation,
+    Node,
+    Presence,
+    RawLeaf,
+    StringTests,
+    TextLeaf,
+    generate,
+)
 from detections.sigma.index import AnchorIndex
 from store.errors import EventValidationError
 from store.event import Event, Scalar, parse_ts
@@ -232,29 +248,29 @@ def _text(value: Scalar) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-_MISSING = object()
-#: names Event.get answers from the record itself rather than from its fields
-_RECORD_FIELDS = frozenset({"@timestamp", "event.id"})
+class MatchContext(dict[str, "str | tuple[str, ...] | None"]):
+    """One event under evaluation; as a mapping, field name -> the field's lower-cased text.
 
+    A value is lower-cased on its first access (``__missing__``) and then shared by every rule
+    evaluated on the event.  The context is itself the cache, so an event costs one allocation,
+    and generated predicates read a field with one dict subscript (in C when cached).  Being a
+    dict, a fresh context is falsy and unhashable: test it with ``is None``, never by truth.
+    """
 
-class MatchContext:
-    """One event under evaluation, with its lower-cased text values cached across rules."""
-
-    __slots__ = ("_lower", "event")
+    __slots__ = ("event",)
 
     def __init__(self, event: Event) -> None:
-        self.event = event
-        self._lower: dict[str, object] = {}
+        self.event = event  # the dict starts empty: no dict.__init__ call needed
 
     def raw(self, name: str) -> Scalar | tuple[Scalar, ...] | None:
         value: Scalar | tuple[Scalar, ...] | None = self.event.get(name)
         return value
 
     def lower(self, name: str) -> str | tuple[str, ...] | None:
-        cached = self._lower.get(name, _MISSING)
-        if cached is not _MISSING:  # a miss is the common first access: no exception for it
-            return cached  # type: ignore[return-value]
-        value = self.event.fields.get(name) if name not in _RECORD_FIELDS else self.event.get(name)
+        return self[name]
+
+    def __missing__(self, name: str) -> str | tuple[str, ...] | None:
+        value = self.event.fields.get(name) if name not in RECORD_FIELDS else self.event.get(name)
         out: str | tuple[str, ...] | None
         if type(value) is str:
             out = value.lower()
@@ -264,7 +280,7 @@ class MatchContext:
             out = tuple(_text(item).lower() for item in value)
         else:
             out = _text(value).lower()
-        self._lower[name] = out
+        self[name] = out
         return out
 
 
@@ -381,8 +397,8 @@ def _string_parts(value: SigmaString) -> list[str | SpecialChars]:
     return parts
 
 
-def _strings_test(values: Sequence[SigmaString], cased: bool) -> TextTest:
-    """One test for OR-ed string values: set lookup, prefix/suffix tuples, substrings, then regexes."""
+def _string_tests(values: Sequence[SigmaString], cased: bool) -> StringTests:
+    """OR-ed string values classified: set lookup, prefix/suffix tuples, substrings, then one regex."""
     fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
     equal: set[str] = set()
     prefixes: list[str] = []
@@ -408,27 +424,31 @@ def _strings_test(values: Sequence[SigmaString], cased: bool) -> TextTest:
             needles.append(fold(texts[0]))
         else:
             patterns.append(
-                "".join(
-                    re.escape(fold(p)) if isinstance(p, str) else (".*" if p is multi else ".")
-                    for p in parts
-                )
+                "".join(re.escape(fold(p)) if isinstance(p, str) else (".*" if p is multi else ".") for p in parts)
             )
-    if anything:
+    # Wildcards span line breaks: a "*" in a command-line rule must not stop at a newline.
+    regex = re.compile("|".join(f"(?:{p})" for p in patterns), re.DOTALL) if patterns else None
+    return StringTests(frozenset(equal), tuple(prefixes), tuple(suffixes), tuple(needles), regex, anything)
+
+
+def _strings_test(values: Sequence[SigmaString], cased: bool) -> TextTest:
+    """One closure for OR-ed string values (see :func:`_string_tests`)."""
+    classified = _string_tests(values, cased)
+    if classified.anything:
         return lambda text: True
     tests: list[TextTest] = []
-    if equal:
-        tests.append(frozenset(equal).__contains__)
-    if prefixes:
-        prefix_tuple = tuple(prefixes)
+    if classified.equal:
+        tests.append(classified.equal.__contains__)
+    if classified.prefixes:
+        prefix_tuple = classified.prefixes
         tests.append(lambda text: text.startswith(prefix_tuple))
-    if suffixes:
-        suffix_tuple = tuple(suffixes)
+    if classified.suffixes:
+        suffix_tuple = classified.suffixes
         tests.append(lambda text: text.endswith(suffix_tuple))
-    if needles:
-        tests.append(_contains_test(needles))
-    if patterns:
-        # Wildcards span line breaks: a "*" in a command-line rule must not stop at a newline.
-        regex = re.compile("|".join(f"(?:{p})" for p in patterns), re.DOTALL)
+    if classified.needles:
+        tests.append(_contains_test(classified.needles))
+    regex = classified.regex
+    if regex is not None:
         tests.append(lambda text: regex.fullmatch(text) is not None)
     return _any_test(tests)
 
@@ -508,11 +528,15 @@ def _bool_test(expected: bool) -> ValueTest:
     return test
 
 
-def _regex_test(value: SigmaRegularExpression) -> ValueTest:
+def _regex(value: SigmaRegularExpression) -> re.Pattern[str]:
     flags = 0
     for flag in value.flags:
         flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
-    regex = re.compile(str(value.regexp), flags)
+    return re.compile(str(value.regexp), flags)
+
+
+def _regex_test(value: SigmaRegularExpression) -> ValueTest:
+    regex = _regex(value)
     return lambda v: regex.search(_text(v)) is not None
 
 
@@ -704,24 +728,132 @@ def _compile_or(args: Sequence[ConditionNode], used: set[str]) -> Predicate:
     return _any(preds + others)
 
 
-def compile_rule(rule: SigmaRule) -> CompiledRule:
+# ---------------------------------------------------------------- generated predicates
+# The same reading of the condition tree as above, producing the typed leaves of
+# detections.sigma.codegen instead of closures; the generator writes one function from them.
+
+
+def _any_value_test(tests: Sequence[ValueTest]) -> ValueTest:
+    if len(tests) == 1:
+        return tests[0]
+    items = tuple(tests)
+
+    def test(value: Scalar) -> bool:
+        for t in items:  # noqa: SIM110 -- no generator per call, as in _any
+            if t(value):
+                return True
+        return False
+
+    return test
+
+
+def _field_node(name: str, values: Iterable[SigmaType], used: set[str]) -> Node:
+    """The leaves of ``name == value`` OR-ed over ``values``, as :func:`_field_pred` reads them."""
+    used.add(name)
+    plain: list[SigmaString] = []
+    cased: list[SigmaString] = []
+    searches: list[re.Pattern[str]] = []
+    others: list[ValueTest] = []
+    raw_tests: list[ValueTest] = []
+    items: list[Node] = []
+    for value in _flatten(values):
+        if isinstance(value, SigmaCasedString):
+            cased.append(value)
+        elif isinstance(value, SigmaString):
+            plain.append(value)
+        elif isinstance(value, SigmaNull):
+            items.append(Presence(name, wanted=False))
+        elif isinstance(value, SigmaExists):
+            items.append(Presence(name, wanted=value.exists))
+        elif isinstance(value, SigmaFieldReference):
+            used.add(value.field)
+            items.append(CallLeaf(_fieldref_pred(name, value)))
+        else:
+            test = _value_test(value)  # raises UnsupportedRuleError for what cannot be evaluated
+            raw_tests.append(test)
+            if isinstance(value, SigmaRegularExpression):
+                searches.append(_regex(value))
+            else:
+                others.append(test)
+    if plain:
+        items.insert(0, TextLeaf(name, _string_tests(plain, cased=False), _strings_test(plain, cased=False)))
+    if cased or raw_tests:
+        cased_tests = None
+        if cased:
+            cased_tests = _string_tests(cased, cased=True)
+            cased_test = _strings_test(cased, cased=True)
+            raw_tests.insert(0, lambda v: cased_test(_text(v)))
+        items.append(RawLeaf(name, cased_tests, tuple(searches), tuple(others), _any_value_test(raw_tests)))
+    return items[0] if len(items) == 1 else AnyOf(tuple(items))
+
+
+def _keyword_node(values: Iterable[SigmaType], used: set[str]) -> Node:
+    keywords = [_keyword_value(v) for v in _flatten(values)]
+    return AnyOf(tuple(_field_node(name, keywords, used) for name in KEYWORD_FIELDS))
+
+
+def _node(node: ConditionNode, used: set[str]) -> Node:
+    if isinstance(node, ConditionOR):
+        return _or_node(node.args, used)
+    if isinstance(node, ConditionAND):
+        return AllOf(tuple(_node(arg, used) for arg in node.args))
+    if isinstance(node, ConditionNOT):
+        return Negation(_node(node.args[0], used))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_node(node.field, [node.value], used)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword_node([node.value], used)
+    raise UnsupportedRuleError(f"condition element {type(node).__name__} is not supported")
+
+
+def _or_node(args: Sequence[ConditionNode], used: set[str]) -> Node:
+    """As :func:`_compile_or`: OR-ed values of one field share one leaf and one field fetch."""
+    by_field: dict[str, list[SigmaType]] = {}
+    keywords: list[SigmaType] = []
+    others: list[Node] = []
+    for arg in args:
+        if isinstance(arg, ConditionFieldEqualsValueExpression):
+            by_field.setdefault(arg.field, []).append(arg.value)
+        elif isinstance(arg, ConditionValueExpression):
+            keywords.append(arg.value)
+        else:
+            others.append(_node(arg, used))
+    items = [_field_node(name, values, used) for name, values in by_field.items()]
+    if keywords:
+        items.append(_keyword_node(keywords, used))
+    return AnyOf(tuple(items + others))
+
+
+def _predicate(trees: Sequence[ConditionNode], used: set[str], generated: bool) -> Predicate:
+    """The rule's predicate: one generated function, or (``generated=False``) nested closures."""
+    if generated:
+        tree = AnyOf(tuple(_node(tree, used) for tree in trees))  # several conditions are alternatives
+        try:
+            return generate(tree)
+        except (RecursionError, SyntaxError):
+            pass  # nested deeper than Python's compiler accepts: the closures evaluate it the same way
+    return _any([_compile_node(tree, used) for tree in trees])
+
+
+def compile_rule(rule: SigmaRule, *, generated: bool = True) -> CompiledRule:
     """Compile a parsed rule (after the processing pipeline) into a :class:`CompiledRule`.
 
+    The predicate is one generated function (:mod:`detections.sigma.codegen`); ``generated=False``
+    builds the equivalent nested closures instead, the reference the generator is tested against.
     Raises :class:`UnsupportedRuleError` for valid Sigma this matcher cannot evaluate, and
     pySigma's ``SigmaError`` when the condition itself is invalid (it is parsed here).
     """
     used: set[str] = set()
     try:
-        branches: list[Predicate] = []
         trees: list[object] = []
         for condition in rule.detection.parsed_condition:
             tree = condition.parsed
             if tree is None:
                 raise UnsupportedRuleError("the condition is empty after field processing")
-            branches.append(_compile_node(tree, used))
             trees.append(tree)
-        if not branches:
+        if not trees:
             raise UnsupportedRuleError("the rule has no condition")
+        predicate = _predicate(trees, used, generated)
     except UnsupportedRuleError as exc:
         raise UnsupportedRuleError(exc.reason, rule.title) from exc
     logsource = LogsourceKey(rule.logsource.product, rule.logsource.category, rule.logsource.service)
@@ -734,7 +866,7 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
         tags=tuple(str(tag) for tag in rule.tags),
         logsource=logsource,
         fields_used=tuple(sorted(used)),
-        predicate=_any(branches),  # several conditions in one rule are alternatives
+        predicate=predicate,
         name=rule.name,
         anchors=rule_anchors(trees),
         suppress_seconds=suppress_seconds,
@@ -835,6 +967,7 @@ class RuleSet:
                 raise RuleSetError(f"duplicate rule id {rule.rule_id} ({first.title!r} and {rule.title!r})")
         self.routes = dict(ROUTES if routes is None else routes)
         self._router = _Router(self.routes)
+        self._route_fields = self._router.fields
         self._by_logsource: dict[LogsourceKey, tuple[CompiledRule, ...]] = {}
         for rule in self.rules:
             self._by_logsource[rule.logsource] = (*self._by_logsource.get(rule.logsource, ()), rule)
@@ -882,13 +1015,13 @@ class RuleSet:
         Only rules whose field anchors occur in the event (and rules without anchors) are
         evaluated, so the cost follows the anchors present, not the number of rules loaded.
         """
-        ctx = MatchContext(event)
-        fields = event.fields
-        key = tuple([fields.get(name) for name in self._router.fields])
+        key = tuple(map(event.fields.get, self._route_fields))  # one C loop, no per-field frame
         index = self._by_route.get(key)
         if index is None:
             if len(self._by_route) >= MAX_ROUTE_KEYS:
                 self._by_route.clear()  # bounded: distinct route-field combinations are few in practice
-            index = self._by_route[key] = self.index_for(self._router.logsources(ctx))
+            index = self._by_route[key] = self.index_for(self._router.logsources(MatchContext(event)))
         rules = index.rules
-        return [rules[i] for i in index.match(ctx)]  # type: ignore[misc]
+        if not rules:
+            return []  # an event no loaded rule is written for: no context, no index walk
+        return [rules[i] for i in index.match(MatchContext(event))]  # type: ignore[misc]

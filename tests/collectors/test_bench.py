@@ -12,10 +12,18 @@ def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     for row in result["formats"]:
         assert row["events"] == 40  # SCADA: 1 row x 40 tags
         assert min(row["parse_eps"], row["pipeline_eps"], row["reference_eps"]) > 0
-    assert [run["processes"] for run in result["end_to_end_runs"]] == [1, 2]
-    for run in result["end_to_end_runs"]:
-        assert run["events"] == 40 * len(TEMPLATES)  # both processes' shares, each stored once
+    store = result["store"]  # the store-only figures, same run: put_events against a bare JSON insert
+    assert store["events"] == 40 * len(TEMPLATES) and store["prepared"]
+    assert 0 < store["locked_us"] < store["put_us"] and store["reference_us"] > 0
+    assert any(line.strip().startswith("put_events / reference") for line in printed)
+    runs = result["end_to_end_runs"]
+    assert [(run["processes"], run["parse_workers"]) for run in runs] == [(1, 0), (1, 1), (2, 0)]
+    for run in runs:
+        assert run["events"] == 40 * len(TEMPLATES)  # every process's share, each stored once
     assert printed[0].startswith("ingest benchmark, 40 records per format")
+    assert [line.split(": ")[0].rsplit(", ", 1)[-1] for line in printed[-3:]] == [
+        "1 collector process", "1 collector process + 1 parse worker", "2 collector processes"
+    ]
     assert printed[-1].startswith(
         "end to end (files -> FileCollector -> pipeline -> SQLite), all formats, 2 collector processes: 280 events"
     )

@@ -8,7 +8,7 @@ import pytest
 
 from detections.bench import realistic_stream, regression_events
 from detections.pack import load_rules
-from detections.sigma.anchors import regex_literals
+from detections.sigma.anchors import RuleAnchors, regex_literals
 from detections.sigma.matcher import MatchContext, RuleSet
 from store.event import Event
 from tests.detections.sigma.test_matcher import rule
@@ -47,7 +47,9 @@ def test_and_keeps_a_clause_per_anchored_operand_most_selective_first_and_not_is
         (("event.outcome", "eq", "ok"),),
     )
     negated = rule("a: {event.outcome: ok}\ncondition: not a")
-    assert negated.anchors is None
+    assert negated.anchors == ()  # no clause: always evaluated, unless its exclusion holds
+    assert isinstance(negated.anchors, RuleAnchors)
+    assert negated.anchors.exclusions == ((("event.outcome", "eq", "ok"),),)
     regex = rule("a: {url.path|re: '^/.x'}\nb: {event.outcome: ok}\ncondition: a or b")
     assert regex.anchors is None  # one OR branch without a literal makes the whole rule unanchored
 
@@ -132,7 +134,7 @@ def test_index_gives_the_brute_force_matches_over_the_sigmahq_windows_pack() -> 
         assert indexed == _brute_force(ruleset, e), e.get("winlog.record_id")
         total += len(indexed)
     assert total > len(events)  # the comparison covered real matches, not only empty lists
-    assert sum(1 for r in loaded.compiled if r.anchors is None) < len(loaded.compiled) * 0.1
+    assert sum(1 for r in loaded.compiled if not r.anchors) < len(loaded.compiled) * 0.1
 
 
 def test_the_route_cache_is_per_route_values() -> None:
