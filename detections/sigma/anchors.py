@@ -97,7 +97,8 @@ KEYWORD_FIELDS: tuple[str, ...] = ("message", "event.original")
 _RANK = {"eq": 0, "num": 0, "prefix": 1, "suffix": 1, "contains": 2}
 
 
-def _string_anchor(name: str, value: SigmaString, keyword: bool) -> Anchor | None:
+def _joined_parts(value: SigmaString) -> list[str | SpecialChars] | None:
+    """The value's parts with adjacent text joined, or None when it holds an unexpanded placeholder."""
     parts: list[str | SpecialChars] = []
     for part in value.s:
         if isinstance(part, Placeholder):
@@ -106,6 +107,13 @@ def _string_anchor(name: str, value: SigmaString, keyword: bool) -> Anchor | Non
             parts[-1] = parts[-1] + part
         else:
             parts.append(part)
+    return parts
+
+
+def _string_anchor(name: str, value: SigmaString, keyword: bool) -> Anchor | None:
+    parts = _joined_parts(value)
+    if parts is None:
+        return None
     texts = [p.lower() for p in parts if isinstance(p, str)]
     if keyword:  # a keyword is a substring search whatever its wildcards
         longest = max(texts, key=len, default="")
@@ -306,14 +314,9 @@ def exact_anchor(name: str, value: SigmaType) -> Anchor | None:
     """The anchor that holds exactly when ``value`` matches the field (see the module docstring), or None."""
     if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
         return None
-    parts: list[str | SpecialChars] = []
-    for part in value.s:
-        if isinstance(part, Placeholder):
-            return None
-        if isinstance(part, str) and parts and isinstance(parts[-1], str):
-            parts[-1] = parts[-1] + part
-        else:
-            parts.append(part)
+    parts = _joined_parts(value)
+    if parts is None:
+        return None
     multi = SpecialChars.WILDCARD_MULTI
     texts = [p.lower() for p in parts if isinstance(p, str)]
     if not parts:

@@ -643,34 +643,6 @@ def _value_test(value: SigmaType) -> ValueTest:
     raise UnsupportedRuleError(f"values of type {type(value).__name__} are not supported")
 
 
-def _field_pred(name: str, values: Iterable[SigmaType], used: set[str]) -> Predicate:
-    """OR of ``name == value`` over ``values``; string values share one combined test."""
-    used.add(name)
-    plain: list[SigmaString] = []
-    cased: list[SigmaString] = []
-    preds: list[Predicate] = []
-    for value in _flatten(values):
-        if isinstance(value, SigmaCasedString):
-            cased.append(value)
-        elif isinstance(value, SigmaString):
-            plain.append(value)
-        elif isinstance(value, SigmaNull):
-            preds.append(_null_pred(name, present_wanted=False))
-        elif isinstance(value, SigmaExists):
-            preds.append(_null_pred(name, present_wanted=value.exists))
-        elif isinstance(value, SigmaFieldReference):
-            used.add(value.field)
-            preds.append(_fieldref_pred(name, value))
-        else:
-            preds.append(_raw_leaf(name, _value_test(value)))
-    if plain:
-        preds.insert(0, _lower_leaf(name, _strings_test(plain, cased=False)))
-    if cased:
-        cased_test = _strings_test(cased, cased=True)
-        preds.insert(0, _raw_leaf(name, lambda v: cased_test(_text(v))))
-    return _any(preds)
-
-
 def _keyword_value(value: SigmaType) -> SigmaType:
     """Keywords are substring searches, as when pySigma maps a keyword onto a field."""
     if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart):
@@ -686,46 +658,27 @@ def _keyword_value(value: SigmaType) -> SigmaType:
     raise UnsupportedRuleError(f"keyword values of type {type(value).__name__} are not supported")
 
 
-def _keyword_pred(values: Iterable[SigmaType], used: set[str]) -> Predicate:
-    keywords = [_keyword_value(v) for v in _flatten(values)]
-    return _any([_field_pred(name, keywords, used) for name in KEYWORD_FIELDS])
-
-
 # ---------------------------------------------------------------- condition tree
 
 ConditionNode = object
 
 
-def _compile_node(node: ConditionNode, used: set[str]) -> Predicate:
-    if isinstance(node, ConditionOR):
-        return _compile_or(node.args, used)
-    if isinstance(node, ConditionAND):
-        return _all([_compile_node(arg, used) for arg in node.args])
-    if isinstance(node, ConditionNOT):
-        return _not(_compile_node(node.args[0], used))
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _field_pred(node.field, [node.value], used)
-    if isinstance(node, ConditionValueExpression):
-        return _keyword_pred([node.value], used)
-    raise UnsupportedRuleError(f"condition element {type(node).__name__} is not supported")
-
-
-def _compile_or(args: Sequence[ConditionNode], used: set[str]) -> Predicate:
-    """OR-ed leaves on the same field become one leaf, so a value list costs one field lookup."""
-    by_field: dict[str, list[SigmaType]] = {}
-    keywords: list[SigmaType] = []
-    others: list[Predicate] = []
-    for arg in args:
-        if isinstance(arg, ConditionFieldEqualsValueExpression):
-            by_field.setdefault(arg.field, []).append(arg.value)
-        elif isinstance(arg, ConditionValueExpression):
-            keywords.append(arg.value)
-        else:
-            others.append(_compile_node(arg, used))
-    preds = [_field_pred(name, values, used) for name, values in by_field.items()]
-    if keywords:
-        preds.append(_keyword_pred(keywords, used))
-    return _any(preds + others)
+def _closure(node: Node) -> Predicate:
+    """Nested closures evaluating the leaves of ``node``: the reference the generated code is
+    tested against, and the fallback for conditions nested deeper than Python's compiler accepts."""
+    if isinstance(node, AnyOf):
+        return _any([_closure(item) for item in node.items])
+    if isinstance(node, AllOf):
+        return _all([_closure(item) for item in node.items])
+    if isinstance(node, Negation):
+        return _not(_closure(node.item))
+    if isinstance(node, TextLeaf):
+        return _lower_leaf(node.name, node.fallback)
+    if isinstance(node, RawLeaf):
+        return _raw_leaf(node.name, node.fallback)
+    if isinstance(node, Presence):
+        return _null_pred(node.name, present_wanted=node.wanted)
+    return node.predicate  # CallLeaf: already a closure
 
 
 # ---------------------------------------------------------------- generated predicates
@@ -748,7 +701,7 @@ def _any_value_test(tests: Sequence[ValueTest]) -> ValueTest:
 
 
 def _field_node(name: str, values: Iterable[SigmaType], used: set[str]) -> Node:
-    """The leaves of ``name == value`` OR-ed over ``values``, as :func:`_field_pred` reads them."""
+    """The leaves of ``name == value`` OR-ed over ``values``; string values share one combined test."""
     used.add(name)
     plain: list[SigmaString] = []
     cased: list[SigmaString] = []
@@ -807,7 +760,7 @@ def _node(node: ConditionNode, used: set[str]) -> Node:
 
 
 def _or_node(args: Sequence[ConditionNode], used: set[str]) -> Node:
-    """As :func:`_compile_or`: OR-ed values of one field share one leaf and one field fetch."""
+    """OR-ed values of one field share one leaf and one field fetch."""
     by_field: dict[str, list[SigmaType]] = {}
     keywords: list[SigmaType] = []
     others: list[Node] = []
@@ -826,13 +779,13 @@ def _or_node(args: Sequence[ConditionNode], used: set[str]) -> Node:
 
 def _predicate(trees: Sequence[ConditionNode], used: set[str], generated: bool) -> Predicate:
     """The rule's predicate: one generated function, or (``generated=False``) nested closures."""
+    tree = AnyOf(tuple(_node(tree, used) for tree in trees))  # several conditions are alternatives
     if generated:
-        tree = AnyOf(tuple(_node(tree, used) for tree in trees))  # several conditions are alternatives
         try:
             return generate(tree)
         except (RecursionError, SyntaxError):
             pass  # nested deeper than Python's compiler accepts: the closures evaluate it the same way
-    return _any([_compile_node(tree, used) for tree in trees])
+    return _closure(tree)
 
 
 def compile_rule(rule: SigmaRule, *, generated: bool = True) -> CompiledRule:
