@@ -145,8 +145,9 @@ def ingest(
                 t.start()
             stop.wait()
         else:
-            for collector in collectors:
-                collector.run_once()
+            for collector in collectors:  # with parse workers, the next file is read while earlier ones are parsed
+                collector.run_once(drain=False)
+            runtime.pipeline.drain()  # every batch stored and checkpointed before the counters are printed
     except KeyboardInterrupt:
         stop.set()
     finally:

@@ -36,6 +36,33 @@ def test_ingest_with_a_parse_worker_stores_every_line_and_dead_letters_the_bad_o
         store.close()
 
 
+def test_several_files_read_ahead_with_a_parse_worker_are_all_stored_and_checkpointed(tmp_path: Path) -> None:
+    # the command reads the next file while earlier ones are parsed, and drains before it reports
+    paths = []
+    for seed in range(3):
+        path = tmp_path / f"access-{seed}.log"
+        path.write_text("\n".join(make_lines("web.access", 700, seed=seed)) + "\n", encoding="utf-8")
+        paths.append(str(path))
+    env = {**os.environ, "CITYSOC_HOME": str(tmp_path / "home")}
+
+    def ingest() -> dict[str, int]:
+        done = subprocess.run([sys.executable, "-m", "console.cli", "ingest", "--format", "web.access",
+                               "--parse-workers", "1", *paths], env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        counters: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+        return counters
+
+    assert ingest() == {"received": 2100, "parsed": 2100, "dead_lettered": 0, "stored": 2100, "duplicates": 0}
+    # every file was checkpointed at its end: a second run has nothing to read
+    assert ingest() == {"received": 0, "parsed": 0, "dead_lettered": 0, "stored": 0, "duplicates": 0}
+    store = SQLiteStore(tmp_path / "home" / "citysoc.db")
+    try:
+        assert store.count_events() == 2100
+    finally:
+        store.close()
+
+
 def test_a_negative_worker_count_is_a_usage_error(tmp_path: Path) -> None:
     env = {**os.environ, "CITYSOC_HOME": str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-m", "console.cli", "ingest", "--format", "web.access",
