@@ -33,7 +33,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from sigma.conditions import (
     ConditionAND,
@@ -285,6 +285,7 @@ class MatchContext(dict[str, "str | tuple[str, ...] | None"]):
 
 
 Predicate = Callable[[MatchContext], bool]
+_T = TypeVar("_T")
 TextTest = Callable[[str], bool]
 ValueTest = Callable[[Scalar], bool]
 
@@ -317,19 +318,20 @@ class CompiledRule:
 # ---------------------------------------------------------------- boolean combinators
 
 
-def _any(preds: Sequence[Predicate]) -> Predicate:
-    if len(preds) == 1:
-        return preds[0]
-    items = tuple(preds)
+def _any(tests: Sequence[Callable[[_T], bool]]) -> Callable[[_T], bool]:
+    """The OR of ``tests`` (predicates on the context, or tests on one value)."""
+    if len(tests) == 1:
+        return tests[0]
+    items = tuple(tests)
 
-    def pred(ctx: MatchContext) -> bool:
+    def test(arg: _T) -> bool:
         # A plain loop: any() would build a generator per call, and this runs per rule per event.
-        for p in items:  # noqa: SIM110
-            if p(ctx):
+        for t in items:  # noqa: SIM110
+            if t(arg):
                 return True
         return False
 
-    return pred
+    return test
 
 
 def _all(preds: Sequence[Predicate]) -> Predicate:
@@ -348,20 +350,6 @@ def _all(preds: Sequence[Predicate]) -> Predicate:
 
 def _not(inner: Predicate) -> Predicate:
     return lambda ctx: not inner(ctx)
-
-
-def _any_test(tests: Sequence[TextTest]) -> TextTest:
-    if len(tests) == 1:
-        return tests[0]
-    items = tuple(tests)
-
-    def test(text: str) -> bool:
-        for t in items:  # noqa: SIM110 -- no generator per call, as in _any
-            if t(text):
-                return True
-        return False
-
-    return test
 
 
 def _contains_test(needles: Sequence[str]) -> TextTest:
@@ -450,7 +438,7 @@ def _strings_test(values: Sequence[SigmaString], cased: bool) -> TextTest:
     regex = classified.regex
     if regex is not None:
         tests.append(lambda text: regex.fullmatch(text) is not None)
-    return _any_test(tests)
+    return _any(tests)
 
 
 # ---------------------------------------------------------------- leaves
@@ -682,22 +670,8 @@ def _closure(node: Node) -> Predicate:
 
 
 # ---------------------------------------------------------------- generated predicates
-# The same reading of the condition tree as above, producing the typed leaves of
-# detections.sigma.codegen instead of closures; the generator writes one function from them.
-
-
-def _any_value_test(tests: Sequence[ValueTest]) -> ValueTest:
-    if len(tests) == 1:
-        return tests[0]
-    items = tuple(tests)
-
-    def test(value: Scalar) -> bool:
-        for t in items:  # noqa: SIM110 -- no generator per call, as in _any
-            if t(value):
-                return True
-        return False
-
-    return test
+# The condition tree read into the typed leaves of detections.sigma.codegen: the generator
+# writes one function from them, _closure evaluates them with nested closures.
 
 
 def _field_node(name: str, values: Iterable[SigmaType], used: set[str]) -> Node:
@@ -736,7 +710,7 @@ def _field_node(name: str, values: Iterable[SigmaType], used: set[str]) -> Node:
             cased_tests = _string_tests(cased, cased=True)
             cased_test = _strings_test(cased, cased=True)
             raw_tests.insert(0, lambda v: cased_test(_text(v)))
-        items.append(RawLeaf(name, cased_tests, tuple(searches), tuple(others), _any_value_test(raw_tests)))
+        items.append(RawLeaf(name, cased_tests, tuple(searches), tuple(others), _any(raw_tests)))
     return items[0] if len(items) == 1 else AnyOf(tuple(items))
 
 
