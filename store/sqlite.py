@@ -41,6 +41,7 @@ from store.models import (
 )
 from store.query import Node
 from store.schema import FIELDS
+from store.sqlite_upgrade import upgrade_once
 
 # the event tables (events, events_fts, event_terms) are in store.sqlite_events
 SCHEMA = """
@@ -160,11 +161,11 @@ class SQLiteStore(Store):
             present = {t: {r["name"] for r in conn.execute(f"PRAGMA table_info({t})")} for t, _, _ in MIGRATIONS}
             return [m for m in MIGRATIONS if m[1] not in present[m[0]]]
 
-        if not missing(self._conn()):  # the usual case: no write lock taken
-            return
-        with self._write() as conn:
-            for table, column, declaration in missing(conn):  # again under the lock: another process may have won
+        def add(conn: sqlite3.Connection) -> None:
+            for table, column, declaration in missing(conn):
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+        upgrade_once(self._conn(), lambda conn: not missing(conn), add)
 
     # connections ------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

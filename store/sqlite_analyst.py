@@ -30,6 +30,7 @@ from store.filters import (
 )
 from store.models import IncidentStatus, Severity
 from store.query import Node, QueryError, to_sql
+from store.sqlite_upgrade import upgrade_once
 
 #: Up to this many matches an event search with histogram reads them in one pass.
 SINGLE_PASS_LIMIT = 200_000
@@ -54,15 +55,7 @@ def install(conn: sqlite3.Connection) -> None:
     and skipped by a process that finds it done.  (The event tables, with their time-windowed
     term index, are :mod:`store.sqlite_events`'.)
     """
-    if not _installed(conn):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if not _installed(conn):  # again under the lock: another process may have done it
-                _migrate(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    upgrade_once(conn, _installed, _migrate)
     conn.executescript(SCHEMA)  # indexes added by later versions (IF NOT EXISTS: a no-op once there)
 
 

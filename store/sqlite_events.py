@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from store.errors import EventValidationError
 from store.event import Event, IndexEntry, format_ts
 from store.schema import FIELDS, FieldType
+from store.sqlite_upgrade import upgrade_once
 
 log = logging.getLogger(__name__)
 
@@ -255,15 +256,7 @@ def install(conn: sqlite3.Connection) -> None:
 
     ``conn`` is in autocommit mode.  The usual case -- tables current -- takes no write lock.
     """
-    if not _is_current(conn):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if not _is_current(conn):  # again under the lock: another process may have done it
-                upgrade(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    upgrade_once(conn, _is_current, upgrade)
     conn.executescript(EVENT_SCHEMA)  # IF NOT EXISTS: a no-op once there
 
 
