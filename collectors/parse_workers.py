@@ -143,7 +143,7 @@ def _serve(requests: Any, results: Connection, name: str, hostname: str, index: 
 
 
 class ParsePool:
-    """N parse worker processes; :meth:`submit` a batch to one, :meth:`result` waits for its outcomes.
+    """N parse worker processes; :meth:`submit` a batch to one, :meth:`chunks` yields its outcomes.
 
     Thread-safe: several collector threads may submit and wait at once.
     """
@@ -225,7 +225,7 @@ class ParsePool:
         return hash((key, source)) % self.workers
 
     def submit(self, worker: int, parser: Parser, rows: list[Row], now: datetime) -> int:
-        """Queue ``rows`` for ``worker``; returns the ticket to wait for with :meth:`result`."""
+        """Queue ``rows`` for ``worker``; returns the ticket whose outcomes :meth:`chunks` yields."""
         if self.broken:
             raise ParseWorkerError(self.broken)
         with self._send_lock:  # a parser's spec must reach the worker before the first batch that uses it
@@ -235,10 +235,6 @@ class ParsePool:
             seq = next(self._seq)
             self._requests[worker].put((seq, key, spec if first else None, rows, now))
         return seq
-
-    def result(self, worker: int, seq: int) -> list[Outcome]:
-        """The outcomes of ticket ``seq`` (one per row, in order); blocks until the worker sends them all."""
-        return [outcome for chunk in self.chunks(worker, seq) for outcome in chunk]
 
     def chunks(self, worker: int, seq: int) -> Iterator[list[Outcome]]:
         """The outcomes of ticket ``seq`` as the worker sends them: in order, in chunks of about
