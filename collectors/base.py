@@ -34,9 +34,9 @@ class BadRecord(CollectorError):
     """The record is in this parser's format but cannot be used; the message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RawRecord:
-    """One record as received, with where it came from."""
+    """One record as received, with where it came from (``received`` defaults to now)."""
 
     data: str
     source: str
@@ -44,6 +44,26 @@ class RawRecord:
     received: datetime = field(default_factory=lambda: datetime.now(UTC))
     peer: str | None = None
     path: str | None = None
+
+    def __init__(
+        self,
+        data: str,
+        source: str,
+        offset: str,
+        received: datetime | None = None,
+        peer: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        # written by hand (not the dataclass's): one dict update instead of a frozen __setattr__ per
+        # attribute, about 3x faster -- a parse worker makes one per line
+        self.__dict__.update(
+            data=data,
+            source=source,
+            offset=offset,
+            received=datetime.now(UTC) if received is None else received,
+            peer=peer,
+            path=path,
+        )
 
 
 class Parser(abc.ABC):

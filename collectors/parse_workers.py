@@ -1,15 +1,18 @@
 """Parse worker processes: parsing, validation, provenance and serialisation on other cores.
 
-An :class:`IngestPipeline` started with ``parse_workers=N`` hands batches of raw records to
-N worker processes (started with ``spawn``: no inherited locks, connections or threads).
-Each worker runs the parser, builds the validated events, stamps their provenance,
-serialises them (:meth:`store.event.Event.to_json`, cached on the event) and, for the
-embedded store, computes their index entries (:func:`store.sqlite_events.index_entry`,
-likewise cached), and sends back, per record and in order, either its events (as
-:meth:`~store.event.Event.to_wire` values, marshalled, JSON and index entry included) or the
-reason it must be dead-lettered, in chunks of about :data:`CHUNK_EVENTS` events.  The
-pipeline's process enriches, stores, notifies the listeners and only then lets the collector
-checkpoint, so the at-least-once guarantee is the one of the inline pipeline.
+An :class:`IngestPipeline` started with ``parse_workers=N`` hands batches of raw records (or,
+from a file collector, a block of whole lines: :class:`collectors.lines.LineBlock`, split into
+records in the worker) to N worker processes (started with ``spawn``: no inherited locks,
+connections or threads).  Each worker runs the parser, builds the validated events, stamps
+their provenance, serialises them (:meth:`store.event.Event.to_json`, cached on the event) and,
+for the embedded store, computes their index entries (:func:`store.sqlite_events.index_entry`,
+likewise cached), and sends back, in order and in chunks of about :data:`CHUNK_EVENTS` events,
+the events (marshalled plain values: :meth:`~store.event.Event.to_wire`, or
+:meth:`~store.event.Event.to_stored_wire` when the pipeline's process only stores them), the
+records to dead-letter with their reasons, and the counters per source (events parsed, clock
+skew), so the pipeline's process does no per-record or per-event bookkeeping.  It enriches,
+stores, notifies the listeners and only then lets the collector checkpoint, so the
+at-least-once guarantee is the one of the inline pipeline.
 
 Records of one source always go to the same worker, in the order they were submitted, so
 parsers that keep state per source (a CSV or Zeek TSV header, auditd records joined by
@@ -38,14 +41,16 @@ import queue
 import threading
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 from collectors.base import BadRecord, CollectorError, NotMyFormat, Parser, RawRecord, get_parser, registered_parser
-from collectors.provenance import Provenance
+from collectors.lines import LineBlock, block_records
+from collectors.provenance import FUTURE_TOLERANCE_SECONDS, Provenance
 from store.errors import EventValidationError
-from store.event import Event
+from store.event import Event, StoredWire, Wire
 from store.sqlite_events import index_entry
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,15 @@ log = logging.getLogger(__name__)
 Row = tuple[str, str, str, datetime, str | None, str | None]
 #: per record: its stamped events, or the dead-letter reason
 Outcome = list[Event] | str
+#: what a batch is sent as: its records as rows, or a file's block of lines (the worker makes the records)
+Work = list[Row] | LineBlock
+#: a record that goes to the dead letters: source, offset, reason, raw data
+Dead = tuple[str, str, str, str]
+#: per source and chunk: source, events parsed, and their clock skews' last, smallest and largest value and
+#: how many lie beyond FUTURE_TOLERANCE_SECONDS (``None`` and 0 when no event had a skew)
+SourceCount = tuple[str, int, float | None, float | None, float | None, int]
+#: per record that gave events (only when the pipeline enriches): source, offset, raw data, number of events
+RecordInfo = tuple[str, str, str, int]
 
 #: seconds a worker waits for work before it checks that its parent is still alive
 _PARENT_POLL = 1.0
@@ -68,8 +82,27 @@ class ParseWorkerError(CollectorError):
     """A parse worker died or its parser failed; the batch was not checkpointed (at most its first chunks stored)."""
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Part of a batch's outcome, in record order: what the pipeline's process stores, counts and dead-letters."""
+
+    events: list[Event]
+    dead: list[Dead]
+    #: per source (see :data:`SourceCount`)
+    counts: list[SourceCount]
+    #: the records the events came from, in order, when the pool was asked for them (``records=True``)
+    records: list[RecordInfo] | None
+
+
 def to_row(record: RawRecord) -> Row:
     return (record.data, record.source, record.offset, record.received, record.peer, record.path)
+
+
+def work_records(work: Work) -> Iterator[RawRecord]:
+    """The records of a batch as it was sent."""
+    if isinstance(work, LineBlock):
+        return block_records(work)
+    return (RawRecord(*row) for row in work)
 
 
 def parse_record(
@@ -94,8 +127,83 @@ def parse_record(
     return events
 
 
-def _serve(requests: Any, results: Connection, name: str, hostname: str, index: bool = False) -> None:
-    """A worker's loop: (seq, parser key, parser spec, rows, now) in, (seq, outcomes, error, last) out.
+class _Counts:
+    """One source's counters within a chunk (see :data:`SourceCount`)."""
+
+    __slots__ = ("future", "high", "last", "low", "parsed")
+
+    def __init__(self) -> None:
+        self.parsed = 0
+        self.last: float | None = None
+        self.low: float | None = None
+        self.high: float | None = None
+        self.future = 0
+
+    def add(self, events: list[Event]) -> None:
+        self.parsed += len(events)
+        for event in events:
+            skew = event.fields.get("event.skew_seconds")
+            if type(skew) is float:
+                self.last = skew
+                self.low = skew if self.low is None or skew < self.low else self.low
+                self.high = skew if self.high is None or skew > self.high else self.high
+                if skew > FUTURE_TOLERANCE_SECONDS:
+                    self.future += 1
+
+
+def parse_work(
+    parser: Parser,
+    work: Work,
+    provenance: Provenance,
+    now: datetime,
+    index: bool = False,
+    records: bool = False,
+    fields: bool = True,
+) -> Iterator[tuple[list[Wire] | list[StoredWire], list[Dead], list[SourceCount], list[RecordInfo] | None]]:
+    """Parse a batch; yields its outcome in chunks of about :data:`CHUNK_EVENTS` events, as plain values.
+
+    Each chunk: the events (:meth:`Event.to_wire`, or without ``fields`` :meth:`Event.to_stored_wire`:
+    the JSON stands for the fields), the dead letters, the counts per source and, with ``records``,
+    where each event came from (the pipeline needs it to dead-letter a record its enrichers
+    reject).  The last chunk may be empty.
+    """
+    wire: list[Any] = []
+    pack = Event.to_wire if fields else Event.to_stored_wire
+    dead: list[Dead] = []
+    counts: dict[str, _Counts] = {}
+    info: list[RecordInfo] | None = [] if records else None
+    for record in work_records(work):
+        outcome = parse_record(parser, record, provenance, now, index)
+        if isinstance(outcome, str):
+            dead.append((record.source, record.offset, outcome, record.data))
+            continue
+        wire.extend([pack(event) for event in outcome])
+        source = counts.get(record.source)
+        if source is None:
+            source = counts[record.source] = _Counts()
+        source.add(outcome)
+        if info is not None and outcome:
+            info.append((record.source, record.offset, record.data, len(outcome)))
+        if len(wire) >= CHUNK_EVENTS:
+            yield wire, dead, _count_list(counts), info
+            wire, dead, counts, info = [], [], {}, [] if records else None
+    yield wire, dead, _count_list(counts), info
+
+
+def _count_list(counts: dict[str, _Counts]) -> list[SourceCount]:
+    return [(name, c.parsed, c.last, c.low, c.high, c.future) for name, c in counts.items()]
+
+
+def _serve(
+    requests: Any,
+    results: Connection,
+    name: str,
+    hostname: str,
+    index: bool = False,
+    records: bool = False,
+    fields: bool = True,
+) -> None:
+    """A worker's loop: (seq, parser key, parser spec, work, now) in, (seq, chunk, error, last) out.
 
     The outcomes of one request come in chunks of about :data:`CHUNK_EVENTS` events (``last`` true
     on the final one), so the writer stores the first events of a large batch (a SCADA CSV row
@@ -116,30 +224,22 @@ def _serve(requests: Any, results: Connection, name: str, hostname: str, index: 
             continue
         if message is None:
             return
-        seq, key, spec, rows, now = message
+        seq, key, spec, work, now = message
         try:
             parser = parsers.get(key)
             if parser is None:
                 parser = parsers[key] = pickle.loads(spec) if isinstance(spec, bytes) else get_parser(spec)  # noqa: S301 -- from our own process
-            wire: list[Any] = []
-            events = 0
-            last = len(rows) - 1
-            for n, row in enumerate(rows):
-                outcome = parse_record(parser, RawRecord(*row), provenance, now, index)
-                if isinstance(outcome, str):
-                    wire.append(outcome)
-                else:
-                    wire.append([event.to_wire() for event in outcome])
-                    events += len(outcome)
-                if events >= CHUNK_EVENTS and n < last:
-                    # marshal: the events are plain values (Event.to_wire); about twice as fast as pickle both ways
-                    results.send_bytes(marshal.dumps((seq, wire, None, False)))
-                    wire, events = [], 0
+            chunks = parse_work(parser, work, provenance, now, index, records, fields)
+            chunk = next(chunks)
+            for following in chunks:
+                # marshal: the events are plain values (Event.to_wire); about twice as fast as pickle both ways
+                results.send_bytes(marshal.dumps((seq, chunk, None, False)))
+                chunk = following
         except Exception as exc:  # a parser bug: the pipeline raises it for this batch, the worker goes on
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             results.send_bytes(marshal.dumps((seq, None, error, True)))
             continue
-        results.send_bytes(marshal.dumps((seq, wire, None, True)))
+        results.send_bytes(marshal.dumps((seq, chunk, None, True)))
 
 
 class ParsePool:
@@ -149,12 +249,20 @@ class ParsePool:
     """
 
     def __init__(
-        self, workers: int, name: str, hostname: str, start_method: str = "spawn", index: bool = False
+        self,
+        workers: int,
+        name: str,
+        hostname: str,
+        start_method: str = "spawn",
+        index: bool = False,
+        records: bool = False,
+        fields: bool = True,
     ) -> None:
         if workers < 1:
             raise CollectorError("parse workers: at least one worker is needed")
         context: Any = multiprocessing.get_context(start_method)
         self.workers = workers
+        self._unpack = Event.from_wire if fields else Event.from_stored_wire
         self._requests: list[Any] = []
         self._results: list[Connection] = []
         self._processes: list[Any] = []
@@ -162,7 +270,10 @@ class ParsePool:
             requests = context.Queue()
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
-                target=_serve, args=(requests, send, name, hostname, index), name=f"citysoc-parse-{n}", daemon=True
+                target=_serve,
+                args=(requests, send, name, hostname, index, records, fields),
+                name=f"citysoc-parse-{n}",
+                daemon=True,
             )
             process.start()
             send.close()  # only the worker holds the sending end: its death reads as end of file
@@ -184,7 +295,7 @@ class ParsePool:
                 )
         self._seq = itertools.count()
         #: per worker: ticket -> chunks received and not yet taken (outcomes, error, last)
-        self._stash: list[dict[int, collections.deque[tuple[list[Any] | None, str | None, bool]]]] = [
+        self._stash: list[dict[int, collections.deque[tuple[Any, str | None, bool]]]] = [
             {} for _ in range(workers)
         ]
         self._stash_lock = threading.Lock()
@@ -224,8 +335,8 @@ class ParsePool:
         key, _ = self._parser(parser)
         return hash((key, source)) % self.workers
 
-    def submit(self, worker: int, parser: Parser, rows: list[Row], now: datetime) -> int:
-        """Queue ``rows`` for ``worker``; returns the ticket whose outcomes :meth:`chunks` yields."""
+    def submit(self, worker: int, parser: Parser, work: Work, now: datetime) -> int:
+        """Queue a batch (rows or a block of lines) for ``worker``; returns the ticket :meth:`chunks` takes."""
         if self.broken:
             raise ParseWorkerError(self.broken)
         with self._send_lock:  # a parser's spec must reach the worker before the first batch that uses it
@@ -233,24 +344,25 @@ class ParsePool:
             first = key not in self._known[worker]
             self._known[worker].add(key)
             seq = next(self._seq)
-            self._requests[worker].put((seq, key, spec if first else None, rows, now))
+            self._requests[worker].put((seq, key, spec if first else None, work, now))
         return seq
 
-    def chunks(self, worker: int, seq: int) -> Iterator[list[Outcome]]:
-        """The outcomes of ticket ``seq`` as the worker sends them: in order, in chunks of about
+    def chunks(self, worker: int, seq: int) -> Iterator[Chunk]:
+        """The outcome of ticket ``seq`` as the worker sends it: in order, in chunks of about
         :data:`CHUNK_EVENTS` events; each chunk as soon as it arrives."""
-        from_wire = Event.from_wire
+        unpack: Any = self._unpack
         while True:
             out, error, last = self._next_chunk(worker, seq)
             if error is not None or out is None:
                 raise ParseWorkerError(
                     f"parse worker {worker}: the parser failed on a batch (none of it stored from there on): {error}"
                 )
-            yield [o if isinstance(o, str) else [from_wire(w) for w in o] for o in out]
+            wire, dead, counts, records = out
+            yield Chunk([unpack(w) for w in wire], dead, counts, records)
             if last:
                 return
 
-    def _next_chunk(self, worker: int, seq: int) -> tuple[list[Any] | None, str | None, bool]:
+    def _next_chunk(self, worker: int, seq: int) -> tuple[Any, str | None, bool]:
         stash = self._stash[worker]
         while True:
             with self._stash_lock:

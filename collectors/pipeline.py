@@ -36,7 +36,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from collectors.base import BadRecord, CollectorError, NotMyFormat, Parser, RawRecord
-from collectors.parse_workers import Outcome, ParsePool, ParseWorkerError, to_row
+from collectors.lines import LineBlock, block_records
+from collectors.parse_workers import Chunk, ParsePool, ParseWorkerError, RecordInfo, Row, to_row
 from collectors.provenance import AGENT_VERSION, FUTURE_TAG, FUTURE_TOLERANCE_SECONDS, Provenance
 from store.base import Store, StoredEventListener
 from store.errors import EventValidationError
@@ -90,6 +91,15 @@ class SourceStats:
         if high > FUTURE_TOLERANCE_SECONDS:
             self.future += sum(1 for skew in skews if skew > FUTURE_TOLERANCE_SECONDS)
 
+    def merge_skews(self, last: float | None, low: float | None, high: float | None, future: int) -> None:
+        """Add a summary of later skews (the last, smallest and largest, and how many were in the future)."""
+        if last is None or low is None or high is None:
+            return
+        self.skew_last = last
+        self.skew_min = low if self.skew_min is None else min(self.skew_min, low)
+        self.skew_max = high if self.skew_max is None else max(self.skew_max, high)
+        self.future += future
+
     def counters(self) -> dict[str, int]:
         return {stage: getattr(self, stage) for stage in SOURCE_STAGES}
 
@@ -127,11 +137,10 @@ class IngestStats:
 class _Pending:
     """A batch handed to the parse workers and not yet stored."""
 
-    records: list[RawRecord]
     parser: Parser
     pool: ParsePool | None
-    #: (worker, ticket, indices of the records sent to it)
-    parts: list[tuple[int, int, list[int]]]
+    #: (worker, ticket) per part of the batch sent to a worker
+    parts: list[tuple[int, int]]
     then: Callable[[], None] | None
 
 
@@ -216,22 +225,6 @@ class IngestPipeline:
         return event
 
     # ingest -------------------------------------------------------------------------
-    def _count_received(self, record: RawRecord) -> None:
-        with self._lock:
-            self.stats.received += 1
-            self.stats.by_source[record.source] = self.stats.by_source.get(record.source, 0) + 1
-            self.stats.source(record.source).received += 1
-
-    def _count_parsed(self, record: RawRecord, events: list[Event]) -> None:
-        with self._lock:
-            source = self.stats.source(record.source)
-            source.parsed += len(events)
-            self.stats.parsed += len(events)
-            for event in events:
-                skew = event.fields.get("event.skew_seconds")
-                if isinstance(skew, float):
-                    source.record_skew(skew)
-
     def ingest(self, records: Iterable[RawRecord], parser: Parser, batch_size: int = 500) -> IngestStats:
         """Parse, store and notify a stream of records, in batches; returns once all of it is stored."""
         if self.parse_workers:
@@ -242,17 +235,49 @@ class IngestPipeline:
             return self.stats
         batch: list[Event] = []
         now = datetime.now(UTC)
-        for record in records:
-            self._count_received(record)
-            events = self.parse(record, parser, now)
-            self._count_parsed(record, events)
-            batch.extend(events)
-            if len(batch) >= batch_size:
-                self.flush(batch)
-                batch = []
-                now = datetime.now(UTC)
-        self.flush(batch)
+        # counted per batch and source (one lock round per batch, not two per record), before each flush
+        received: dict[str, int] = {}
+        parsed: dict[str, list[Event]] = {}
+        try:
+            for record in records:
+                source = record.source
+                received[source] = received.get(source, 0) + 1
+                events = self.parse(record, parser, now)
+                if events:
+                    group = parsed.get(source)
+                    if group is None:
+                        group = parsed[source] = []
+                    group.extend(events)
+                    batch.extend(events)
+                if len(batch) >= batch_size:
+                    sources = self._count_batch(received, parsed)
+                    received, parsed = {}, {}
+                    self._flush(batch, sources)
+                    batch = []
+                    now = datetime.now(UTC)
+        except BaseException:
+            self._count_batch(received, parsed)  # what was read and parsed before the failure, as counted before
+            raise
+        sources = self._count_batch(received, parsed)
+        self._flush(batch, sources)
         return self.stats
+
+    def _count_batch(self, received: dict[str, int], parsed: dict[str, list[Event]]) -> dict[str, int] | None:
+        """Count records received and events parsed per source; returns the events per ``labels.source``
+        when it is known without looking (no enricher could have changed it), for :meth:`_notify`."""
+        with self._lock:
+            for name, count in received.items():
+                self.stats.received += count
+                self.stats.by_source[name] = self.stats.by_source.get(name, 0) + count
+                self.stats.source(name).received += count
+            for name, events in parsed.items():
+                source = self.stats.source(name)
+                source.parsed += len(events)
+                self.stats.parsed += len(events)
+                skews = [skew for e in events if type(skew := e.fields.get("event.skew_seconds")) is float]
+                if skews:
+                    source.record_skews(skews)
+        return None if self.enrichers else {name: len(events) for name, events in parsed.items()}
 
     # parse workers --------------------------------------------------------------------
     def start(self) -> None:
@@ -281,7 +306,18 @@ class IngestPipeline:
                 pool = None
             if pool is None:
                 index = self.index_in_workers and isinstance(self.store, SQLiteStore)
-                pool = self._pool = ParsePool(self.parse_workers, self.name, self.hostname, index=index)
+                # with enrichers the workers also say which record each event came from (a record the
+                # enrichers reject is dead-lettered whole, with its raw data).  When the workers index and
+                # there are neither enrichers nor listeners, storing reads two of the events' fields: the
+                # JSON stands for the rest (read back only if something asks, e.g. a listener added later)
+                pool = self._pool = ParsePool(
+                    self.parse_workers,
+                    self.name,
+                    self.hostname,
+                    index=index,
+                    records=bool(self.enrichers),
+                    fields=bool(self.enrichers or self.listeners or not index),
+                )
             return pool
 
     def _pending(self) -> collections.deque[_Pending]:
@@ -304,31 +340,64 @@ class IngestPipeline:
             if then is not None:
                 then()
             return
-        queue = self._pending()
         batch = list(records)
-        parts: list[tuple[int, int, list[int]]] = []
+        parts: list[tuple[int, int]] = []
         pool: ParsePool | None = None
         if batch:
             pool = self._workers()
             now = datetime.now(UTC)
-            groups: dict[int, list[int]] = {}
+            groups: dict[int, list[Row]] = {}
             received: dict[str, int] = {}
-            for index, record in enumerate(batch):
+            for record in batch:
                 received[record.source] = received.get(record.source, 0) + 1
-                groups.setdefault(pool.worker_for(parser, record.source), []).append(index)
-            with self._lock:  # counted per batch: one lock round per batch, not per record
-                for source, count in received.items():
-                    self.stats.received += count
-                    self.stats.by_source[source] = self.stats.by_source.get(source, 0) + count
-                    self.stats.source(source).received += count
+                rows = groups.get(worker := pool.worker_for(parser, record.source))
+                if rows is None:
+                    rows = groups[worker] = []
+                rows.append(to_row(record))
+            self._count_received_batch(received)
             try:
-                for worker, indices in groups.items():
-                    rows = [to_row(batch[i]) for i in indices]
-                    parts.append((worker, pool.submit(worker, parser, rows, now), indices))
+                for worker, rows in groups.items():
+                    parts.append((worker, pool.submit(worker, parser, rows, now)))
             except BaseException:
                 self.discard()
                 raise
-        queue.append(_Pending(batch, parser, pool, parts, then))
+        self._enqueue(_Pending(parser, pool, parts, then))
+
+    def submit_lines(
+        self, block: LineBlock, records: int, parser: Parser, then: Callable[[], None] | None = None
+    ) -> None:
+        """:meth:`submit` for a file's batch of complete lines holding ``records`` records (non-blank lines).
+
+        With parse workers the block goes to the worker as it is and the worker makes the records
+        (:func:`collectors.lines.block_records`), so this process does nothing per line; inline the
+        records are made here by the same function.
+        """
+        if not self.parse_workers:
+            self.submit(list(block_records(block)), parser, then)
+            return
+        parts: list[tuple[int, int]] = []
+        pool: ParsePool | None = None
+        if records:
+            pool = self._workers()
+            self._count_received_batch({block.source: records})
+            worker = pool.worker_for(parser, block.source)
+            try:
+                parts.append((worker, pool.submit(worker, parser, block, datetime.now(UTC))))
+            except BaseException:
+                self.discard()
+                raise
+        self._enqueue(_Pending(parser, pool, parts, then))
+
+    def _count_received_batch(self, received: dict[str, int]) -> None:
+        with self._lock:  # counted per batch: one lock round per batch, not per record
+            for source, count in received.items():
+                self.stats.received += count
+                self.stats.by_source[source] = self.stats.by_source.get(source, 0) + count
+                self.stats.source(source).received += count
+
+    def _enqueue(self, pending: _Pending) -> None:
+        queue = self._pending()
+        queue.append(pending)
         while len(queue) > self.max_in_flight:
             self._complete_oldest(queue)
 
@@ -351,64 +420,74 @@ class IngestPipeline:
             raise
 
     def _complete(self, pending: _Pending) -> None:
-        records = pending.records
         if pending.pool is not None:
             pool = pending.pool
-            for worker, ticket, indices in pending.parts:
-                done = 0
+            for worker, ticket in pending.parts:
                 # stored chunk by chunk as the worker sends them (a batch of SCADA rows is thousands of events):
                 # the next chunk is parsed meanwhile; ``then`` still runs only once the whole batch is stored
                 for chunk in pool.chunks(worker, ticket):
-                    part = [records[i] for i in indices[done : done + len(chunk)]]
-                    done += len(chunk)
-                    self._store_outcomes(part, chunk, pending.parser)
+                    self._store_chunk(chunk, pending.parser)
         if pending.then is not None:
             pending.then()
 
-    def _store_outcomes(self, records: list[RawRecord], outcomes: list[Outcome], parser: Parser) -> None:
-        """Dead-letter, enrich, count and store the outcomes of ``records`` (one each, in order)."""
+    def _store_chunk(self, chunk: Chunk, parser: Parser) -> None:
+        """Dead-letter, (enrich,) count and store one chunk of a worker's outcome."""
+        for source, offset, reason, data in chunk.dead:
+            self.dead_letter(source, offset, reason, data)
+        if chunk.records is not None and self.enrichers:
+            self._store_enriched(chunk.events, chunk.records, parser)
+            return
+        # counted by the worker per source and chunk: nothing to do here per event
+        stored: dict[str, int] = {}
+        with self._lock:
+            for name, parsed, last, low, high, future in chunk.counts:
+                counters = self.stats.source(name)
+                counters.parsed += parsed
+                self.stats.parsed += parsed
+                counters.merge_skews(last, low, high, future)
+                stored[name] = parsed
+        self._flush(chunk.events, stored)
+
+    def _store_enriched(self, events: list[Event], records: list[RecordInfo], parser: Parser) -> None:
+        """Enrich the events of each record (a record whose enrichment fails is dead-lettered), count, store."""
         batch: list[Event] = []
         parsed: dict[str, list[Event]] = {}
-        enrich = bool(self.enrichers)
-        for record, outcome in zip(records, outcomes, strict=True):
-            if isinstance(outcome, str):
-                self.dead_letter(record.source, record.offset, outcome, record.data)
+        done = 0
+        for source, offset, data, count in records:
+            own = events[done : done + count]
+            done += count
+            try:
+                own = [self._enrich(event) for event in own]
+            except (BadRecord, EventValidationError) as exc:  # as IngestPipeline.parse words it
+                self.dead_letter(source, offset, f"[{parser.name}] {type(exc).__name__}: {exc}", data)
                 continue
-            events = outcome
-            if enrich:
-                try:
-                    events = [self._enrich(event) for event in outcome]
-                except (BadRecord, EventValidationError) as exc:  # as IngestPipeline.parse words it
-                    self.dead_letter(
-                        record.source, record.offset, f"[{parser.name}] {type(exc).__name__}: {exc}", record.data
-                    )
-                    continue
-            by_source = parsed.get(record.source)
+            by_source = parsed.get(source)
             if by_source is None:
-                by_source = parsed[record.source] = []
-            by_source.extend(events)
-            batch.extend(events)
-        with self._lock:  # as _count_parsed, once per source and batch
-            for name, events in parsed.items():
-                source = self.stats.source(name)
-                source.parsed += len(events)
-                self.stats.parsed += len(events)
-                skews = [skew for e in events if type(skew := e.fields.get("event.skew_seconds")) is float]
-                if skews:
-                    source.record_skews(skews)
+                by_source = parsed[source] = []
+            by_source.extend(own)
+            batch.extend(own)
+        self._count_batch({}, parsed)  # received: counted when submitted
         self.flush(batch)
 
     def flush(self, events: Sequence[Event]) -> list[Event]:
         """Store events now (on the calling thread) and hand the new ones to the listeners."""
         if not events:
             return []
+        return self._flush(events)
+
+    def _flush(self, events: Sequence[Event], sources: dict[str, int] | None = None) -> list[Event]:
+        """:meth:`flush`; ``sources`` (events per ``labels.source``, when the caller knows) spares a pass."""
+        if not events:
+            return []
         stored = self.store.put_events(events)
-        self._notify(events, stored)
+        self._notify(events, stored, sources)
         return stored
 
-    def _notify(self, events: Sequence[Event], stored: list[Event]) -> None:
+    def _notify(self, events: Sequence[Event], stored: list[Event], sources: dict[str, int] | None = None) -> None:
         if len(stored) == len(events):  # the usual case, every event new: counted per source, not per event
-            counts = collections.Counter([event.fields.get("labels.source", "") for event in events])
+            counts = sources if sources is not None else collections.Counter(
+                [event.fields.get("labels.source", "") for event in events]
+            )
             with self._lock:
                 self.stats.stored += len(stored)
                 for name, count in counts.items():

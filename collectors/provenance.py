@@ -28,6 +28,23 @@ _FIXED = ("observer.name", "observer.hostname", "agent.type", "agent.name", "age
 _DEFAULTS = ("event.module", "event.dataset", "event.kind", "log.file.path", "observer.type")
 
 
+class _LastFormatted:
+    """``format_ts`` remembering the last time it formatted: the events of a batch share one."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime, str] | None = None
+
+    def __call__(self, moment: datetime) -> str:
+        last = self._last
+        if last is not None and last[0] is moment:
+            return last[1]
+        text = format_ts(moment)
+        self._last = (moment, text)
+        return text
+
+
 class Provenance:
     """Stamps events of one collector (``observer.name``/``agent.name`` = ``name``, on ``hostname``)."""
 
@@ -36,7 +53,9 @@ class Provenance:
         self.hostname = hostname
         #: (parser name, dataset, source, path) -> (fixed fields, default fields), validated once
         self._stamps: dict[tuple[str, str, str, str | None], tuple[dict[str, Value], dict[str, Value]]] = {}
-        self._now: tuple[datetime, str] | None = None
+        # one ingest time per batch, one receipt time per block of lines (collectors.lines): each formatted once
+        self._format_now = _LastFormatted()
+        self._format_received = _LastFormatted()
         self._lock = threading.Lock()
 
     def _constant(self, record: RawRecord, parser: Parser) -> tuple[dict[str, Value], dict[str, Value]]:
@@ -65,15 +84,6 @@ class Provenance:
                     self._stamps[key] = stamp
         return stamp
 
-    def _format_now(self, now: datetime) -> str:
-        # one ingest time per batch: formatted once, not per event
-        cached = self._now
-        if cached is not None and cached[0] is now:
-            return cached[1]
-        text = format_ts(now)
-        self._now = (now, text)
-        return text
-
     def stamp(self, event: Event, record: RawRecord, parser: Parser, now: datetime | None = None) -> Event:
         """``event`` with its provenance (see :meth:`collectors.pipeline.IngestPipeline.provenance`)."""
         fixed, defaults = self._constant(record, parser)
@@ -86,7 +96,7 @@ class Provenance:
         skew = (event.timestamp - record.received).total_seconds()
         # format_ts output and a float from two datetimes are valid as they are; the offset is
         # checked only when a transport hands over something other than text
-        merged["event.created"] = format_ts(record.received)
+        merged["event.created"] = self._format_received(record.received)
         merged["event.ingested"] = self._format_now(now or datetime.now(UTC))
         merged["event.skew_seconds"] = skew
         offset = record.offset

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from store import sqlite_events
 from store.errors import Conflict
 from store.event import Event, format_ts
 from store.models import Incident, IncidentStatus, Severity
@@ -184,7 +185,9 @@ def generate_events(path: Path, count: int, end: datetime, days: float, seed: in
          "ORDER BY field, value, epoch, rid) GROUP BY field, value, epoch ORDER BY field, value, epoch")  # fmt: skip
     conn.execute("DROP TABLE staged_terms")
     # no 'optimize': merging 10 M documents into one b-tree takes longer than the load; automerge does it over time
-    conn.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 4)")  # the store's default again
+    conn.execute(  # the store's setting again
+        "INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', ?)", (sqlite_events.FTS_AUTOMERGE,)
+    )
     conn.close()
     return validated
 

@@ -1,7 +1,9 @@
-"""File tailer: reads a text log line by line from a saved byte offset.
+"""File tailer: reads a text log's lines from a saved byte offset, in large blocks.
 
 Each complete line is one :class:`RawRecord` (``source = file:<path>``,
-``offset`` = the byte offset where the line starts, ``path`` = the file read).
+``offset`` = the byte offset where the line starts, ``path`` = the file read),
+made where the batch is parsed (:mod:`collectors.lines`: this process only counts
+lines and hands each batch over as one block of bytes).
 After every batch is stored, the offset is written to a small JSON checkpoint
 in ``state_dir`` (temporary file + ``os.replace``), so a restart resumes
 where the stored data ends: a crash between storing and checkpointing re-reads
@@ -27,14 +29,18 @@ import re
 import tempfile
 import threading
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from collectors.base import CollectorError, Parser, RawRecord
+from collectors.base import CollectorError, Parser
+from collectors.lines import LineBlock, batches
 from collectors.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 
+#: bytes read at a time (a batch of lines may span several reads)
+READ_BLOCK = 1 << 20
 #: bytes at the start of the file whose hash tells a replaced file from the one read before
 HEAD_BYTES = 1024
 CHECKPOINT_VERSION = 1
@@ -202,28 +208,34 @@ class FileCollector:
         return 0
 
     def _read(self, fh: BinaryIO, offset: int, path: Path, save: bool = False, drain: bool = True) -> int:
-        """Hand the complete lines from ``offset`` on to the pipeline; ``save`` checkpoints even if none came."""
+        """Hand the complete lines from ``offset`` on to the pipeline; ``save`` checkpoints even if none came.
+
+        The file is read in blocks of :data:`READ_BLOCK` bytes and each batch of ``batch_size``
+        records goes to the pipeline as one block of lines (:class:`collectors.lines.LineBlock`):
+        this process only counts lines; the records are made where they are parsed.
+        """
         fh.seek(offset)
-        batch: list[RawRecord] = []
         records = 0
-        saved = offset
         name = str(path)
+        size = self.batch_size
+        pending = b""  # the lines of the batch being filled (from ``offset``), and any incomplete line after them
+        scanned = 0  # how far into ``pending`` lines are counted
+        count = 0  # records among the counted lines
         try:
-            while True:
-                line = fh.readline()
-                if not line.endswith(b"\n"):
-                    break  # end of file, or a last line still being written
-                start, offset = offset, offset + len(line)
-                text = line.decode("utf-8", "replace").rstrip("\r\n")
-                if text.strip():
-                    batch.append(RawRecord(text, self.source, str(start), path=name))
-                if len(batch) >= self.batch_size:
-                    self._store(batch, fh, offset)
-                    records += len(batch)
-                    batch, saved = [], offset
-            if batch or offset != saved or save:
-                self._store(batch, fh, offset)
-                records += len(batch)
+            while block := fh.read(READ_BLOCK):
+                pending += block
+                start = 0  # where the batch being filled starts in ``pending``
+                for end, counted in batches(pending, scanned, size, count):
+                    scanned, count = end, counted
+                    if count == size:
+                        self._store(pending[start:end], offset, count, fh, name)
+                        records += count
+                        offset += end - start
+                        start = end
+                pending, scanned = pending[start:], scanned - start
+            if count or scanned or save:  # the last batch; lines that were all blank still move the checkpoint
+                self._store(pending[:scanned], offset, count, fh, name)
+                records += count
             if drain:
                 self.pipeline.drain()  # with parse workers: every batch read is stored and checkpointed
         except BaseException:
@@ -231,7 +243,9 @@ class FileCollector:
             raise
         return records
 
-    def _store(self, batch: list[RawRecord], fh: BinaryIO, offset: int) -> None:
+    def _store(self, lines: bytes, offset: int, count: int, fh: BinaryIO, path: str) -> None:
         # The checkpoint runs only after the batch (and every one before it) is stored: a crash in
         # between re-reads, never skips.  With parse workers this returns while the batch is parsed.
-        self.pipeline.submit(batch, self.parser, then=functools.partial(self._save, self._point(fh, offset)))
+        block = LineBlock(lines, offset, self.source, path, datetime.now(UTC))
+        then = functools.partial(self._save, self._point(fh, offset + len(lines)))
+        self.pipeline.submit_lines(block, count, self.parser, then=then)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collectors.bench import TEMPLATES, run_ingest_bench
+from collectors.bench import TEMPLATES, describe_run, run_ingest_bench
 
 
 def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
@@ -17,13 +17,17 @@ def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     assert 0 < store["locked_us"] < store["put_us"] and store["reference_us"] > 0
     assert any(line.strip().startswith("put_events / reference") for line in printed)
     runs = result["end_to_end_runs"]
-    assert [(run["processes"], run["parse_workers"]) for run in runs] == [(1, 0), (1, 1), (2, 0)]
+    assert [(run["processes"], run["parse_workers"]) for run in runs] == [(1, 0), (1, 1), (1, 2), (2, 0)]
     for run in runs:
         assert run["events"] == 40 * len(TEMPLATES)  # every process's share, each stored once
     assert printed[0].startswith("ingest benchmark, 40 records per format")
-    assert [line.split(": ")[0].rsplit(", ", 1)[-1] for line in printed[-3:]] == [
-        "1 collector process", "1 collector process + 1 parse worker", "2 collector processes"
+    assert [line.split(": ")[0].rsplit(", ", 1)[-1] for line in printed[-5:-1]] == [
+        "1 collector process", "1 collector process + 1 parse worker", "1 collector process + 2 parse workers",
+        "2 collector processes",
     ]
-    assert printed[-1].startswith(
+    assert printed[-2].startswith(
         "end to end (files -> FileCollector -> pipeline -> SQLite), all formats, 2 collector processes: 280 events"
     )
+    best = result["end_to_end_best"]
+    assert best["events_per_s"] == max(run["events_per_s"] for run in runs)
+    assert printed[-1] == f"end to end, fastest here: {describe_run(best)}, {best['events_per_s']:,.0f} events/s"

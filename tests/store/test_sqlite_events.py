@@ -13,7 +13,8 @@ import pytest
 from store.event import Event, format_ts
 from store.query import parse
 from store.sqlite import SQLiteStore
-from store.sqlite_events import index_entry
+from store.sqlite_events import FTS_AUTOMERGE, index_entry
+from store.sqlite_upgrade import edit_table_sql, table_sql
 from tests.helpers import T0, event
 
 #: The event tables as the previous version created them (store/sqlite.py and store/sqlite_analyst.py).
@@ -233,6 +234,63 @@ def test_a_file_of_the_previous_layout_is_upgraded_once_with_the_same_search_res
         store.close()
 
 
+def _first_rid_layout(conn: sqlite3.Connection) -> None:
+    """Turn a current file into what the first ``rid`` layout wrote: same rows, the JSON CHECK, default merging."""
+    conn.execute("BEGIN IMMEDIATE")
+    assert edit_table_sql(conn, "events", "doc TEXT NOT NULL\n", "doc TEXT NOT NULL CHECK (json_valid(doc))\n")
+    conn.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 4)")
+    conn.execute("COMMIT")
+
+
+def test_a_file_of_the_first_rid_layout_is_tuned_in_place_with_the_same_search_results(tmp_path: Path) -> None:
+    events = sample()
+    path = tmp_path / "v1.db"
+    store = SQLiteStore(path)
+    try:
+        store.put_events(events)
+        _first_rid_layout(store._conn())
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # the file really has the old constraint
+        conn.execute("INSERT INTO events(id, ts, ingested, doc) VALUES ('x', 't', 't', 'not json')")
+    assert conn.execute("SELECT v FROM events_fts_config WHERE k='automerge'").fetchone()[0] == 4
+    rows_before = conn.execute("SELECT * FROM events ORDER BY rid").fetchall()
+    conn.close()
+    want = expected(events)
+    for _ in range(2):  # the second open finds it done
+        store = SQLiteStore(path)
+        try:
+            for query in QUERIES:
+                assert found(store, query) == want[query], query
+            conn = store._conn()
+            assert "json_valid" not in (table_sql(conn, "events") or "")
+            assert conn.execute("SELECT v FROM events_fts_config WHERE k='automerge'").fetchone()[0] == FTS_AUTOMERGE
+            assert [tuple(r) for r in conn.execute("SELECT * FROM events ORDER BY rid")] == rows_before
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            conn.execute("INSERT INTO events_fts(events_fts) VALUES ('integrity-check')")  # raises if inconsistent
+        finally:
+            store.close()
+    store = SQLiteStore(path)
+    try:  # and goes on: new events after the old ones, deletes find the old ones' entries
+        store.put_events([event(50, {"message": "gateway reboot", "source.ip": "10.0.0.1"}, event_id="new")])
+        assert store.delete_events([e.id for e in events]) == 40
+        assert found(store, "gateway", (-60, 100)) == ["new"]
+        assert found(store, "source.ip:10.0.0.1", (-60, 100)) == ["new"]
+    finally:
+        store.close()
+
+
+def test_a_new_file_merges_its_full_text_segments_sixteen_at_a_time(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        conn = store._conn()
+        assert conn.execute("SELECT v FROM events_fts_config WHERE k='automerge'").fetchone()[0] == FTS_AUTOMERGE == 16
+        assert "json_valid" not in (table_sql(conn, "events") or "")
+    finally:
+        store.close()
+
+
 def test_two_stores_opening_an_old_file_at_once_upgrade_it_once(tmp_path: Path) -> None:
     events = sample()
     path = tmp_path / "old.db"
@@ -363,3 +421,68 @@ def test_index_entries_travel_on_the_wire_and_give_the_same_search_results(tmp_p
     finally:
         carried.close()
         computed.close()
+
+
+def test_stored_documents_are_valid_json_without_the_check(tmp_path: Path) -> None:
+    """What the dropped ``json_valid`` CHECK guaranteed holds by construction (``Event.to_json`` writes every doc)."""
+    odd = [
+        event(2, {"labels.big": str(2**70), "event.sequence": 2**62, "event.risk_score": 1e300}, event_id="big"),
+        event(3, {"message": 'quotes " and \\ backslashes\n', "user.name": "zoë"}, event_id="escapes"),
+    ]
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        store.put_events([*odd, *sample()])
+        conn = store._conn()
+        assert conn.execute("SELECT count(*) FROM events WHERE NOT json_valid(doc)").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 42
+        for e in odd:
+            assert store.get_event(e.id) == e
+    finally:
+        store.close()
+
+
+def test_a_file_whose_check_cannot_be_removed_keeps_it_and_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from store import sqlite_events
+
+    path = tmp_path / "v1.db"
+    store = SQLiteStore(path)
+    try:
+        _first_rid_layout(store._conn())
+    finally:
+        store.close()
+
+    def refuse(*_: object) -> bool:  # what a connection in SQLite's defensive mode answers to writable_schema
+        raise sqlite3.OperationalError("table sqlite_master may not be modified")
+
+    monkeypatch.setattr(sqlite_events, "edit_table_sql", refuse)
+    for attempt in range(2):  # tuned once: the second open neither retries nor warns again
+        caplog.clear()
+        SQLiteStore(path).close()
+        assert ("keeps its json_valid CHECK" in caplog.text) == (attempt == 0)
+    store = SQLiteStore(path)
+    try:
+        conn = store._conn()
+        assert "json_valid" in (table_sql(conn, "events") or "")
+        assert conn.execute("SELECT v FROM events_fts_config WHERE k='automerge'").fetchone()[0] == FTS_AUTOMERGE
+        store.put_events(sample())
+        assert found(store, "source.ip:10.0.0.1") == expected(sample())["source.ip:10.0.0.1"]
+    finally:
+        store.close()
+
+
+def test_a_lone_surrogate_in_hostile_text_is_stored_as_a_replacement_character(tmp_path: Path) -> None:
+    # json.loads('"\\udcff"') gives a lone surrogate, which UTF-8 (so SQLite) cannot hold
+    hostile = event(1, {"process.command_line": "cmd /c \udcff evil", "winlog.event_data.X\udcff": "v",
+                        "host.name": "ws-1"})  # fmt: skip
+    plain = event(2, {"process.command_line": "notepad.exe report.txt", "host.name": "ws-2"})
+    store = SQLiteStore(tmp_path / "s.db")
+    stored = store.put_events([hostile, plain])
+    assert [e.id for e in stored] == [hostile.id, plain.id]
+    back = store.get_event(hostile.id)
+    assert back.fields["process.command_line"] == "cmd /c \ufffd evil"
+    assert back.fields["winlog.event_data.X\ufffd"] == "v"
+    assert store.get_event(plain.id).fields == plain.fields
+    assert [e.id for e in store.search_events("evil")] == [hostile.id]
+    assert store.put_events([hostile]) == []  # the same record again: the same id, already stored

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from collectors.parsers.camera import CameraPlatformParser
 from collectors.parsers.zeek import ZeekParser
 from collectors.pipeline import IngestPipeline
+from collectors.transports import files
 from collectors.transports.files import FileCollector
 from store.base import Store
 from store.event import Event
@@ -233,3 +237,25 @@ def test_zeek_tsv_resumes_mid_file_with_a_fresh_parser(
     assert FileCollector(pipeline, ZeekParser(), log, tmp_path / "state").run_once() == len(source) - 10
     assert store.count_events() == 6 and store.count_dead_letters() == 0
     assert {e.get("event.dataset") for e in store.search_events(limit=10)} == {"zeek.modbus"}
+
+
+def test_batches_span_read_blocks_and_are_checkpointed_one_by_one(
+    tmp_path: Path, store: SQLiteStore, pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads of 7 bytes (lines cut anywhere, batches over many reads) give the records and checkpoints of one read."""
+    monkeypatch.setattr(files, "READ_BLOCK", 7)
+    log = tmp_path / "camera.jsonl"
+    lines = [b"\n", *GOOD[:5], b"  \r\n", *GOOD[5:], *BAD, GOOD[0][:30]]  # blank lines, a partial last line
+    log.write_bytes(b"".join(lines))
+    checkpoints: list[int] = []
+    collector = FileCollector(pipeline, CameraPlatformParser(), log, tmp_path / "state", batch_size=4)
+    save = collector._save
+    monkeypatch.setattr(collector, "_save", lambda point: (checkpoints.append(point.offset), save(point)))
+    assert collector.run_once() == 14
+    ends = list(itertools.accumulate(len(line) for line in lines))
+    # a batch ends after its 4th record (blank lines count as none); the last one after the last complete line
+    assert checkpoints == [ends[4], ends[9], ends[13], ends[15]]
+    assert [e.get("labels.source_offset") for e in by_offset(store)] == [
+        offset for offset, line in zip(offsets(lines), lines, strict=True) if line in GOOD
+    ]
+    assert len(store.list_dead_letters()) == len(BAD) and pipeline.stats.received == 14
