@@ -36,6 +36,16 @@ find_python() {
     log "Python 3.11 or newer is required"; return 1
 }
 
+ensure_compiler() {
+    # ensure_compiler PYTHON : a C compiler and PYTHON's headers, for the optional compiled module
+    # (detections/sigma/_hitmask.c); without them the install still works and the Python loop runs.
+    local py="$1" include version
+    command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev || log "no C compiler: the detection loop will run in Python (slower)"
+    include="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+    version="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    [ -f "$include/Python.h" ] || apt_install "python$version-dev" || log "no Python headers: the detection loop will run in Python (slower)"
+}
+
 ensure_venv() {
     # ensure_venv [EXTRA] : .venv with CitySOC installed (editable), plus the extra (e.g. test).
     local extra="${1:-}"
@@ -50,8 +60,9 @@ ensure_venv() {
     fi
     local spec="." stamp
     [ -n "$extra" ] && spec=".[$extra]"
-    stamp="$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)-${extra:-base}"
+    stamp="$(cat setup.cfg pyproject.toml setup.py detections/sigma/_hitmask.c | sha256sum | cut -c1-16)-${extra:-base}"
     if [ "$(cat .venv/.citysoc-installed 2>/dev/null)" != "$stamp" ]; then
+        ensure_compiler "$py"
         log "installing CitySOC ${extra:+with [$extra] }into .venv"
         .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
         .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" --config-settings editable_mode=lenient

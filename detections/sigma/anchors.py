@@ -16,8 +16,8 @@ Extraction walks the condition tree after the processing pipeline, like the matc
   runs stop at ``i``, ``s`` and non-ASCII letters, which Unicode case folding can match with
   other letters); values with no such literal (CIDR, comparisons, null, exists, field
   references, booleans) make the leaf unanchored;
-* OR needs every alternative anchored and gives one clause: the union of each
-  alternative's most selective clause;
+* OR needs every alternative anchored; its clauses are the unions of one clause picked
+  from each alternative (distributed, :func:`_distributed`), the most selective ones kept;
 * AND keeps the clauses of every anchored operand (up to :data:`MAX_CLAUSES`, most selective
   first);
 * NOT is unanchored (its truth does not require any literal to be present).
@@ -40,6 +40,8 @@ rule with no provable filter has no exclusions.  They travel with the clauses as
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -70,6 +72,8 @@ Clause = tuple[Anchor, ...]
 
 #: clauses kept per AND: each costs index work per event, the first ones filter the most
 MAX_CLAUSES = 3
+#: an OR is distributed over its alternatives' clauses when that makes at most this many picks
+MAX_DISTRIBUTED = 27
 #: exclusions kept per rule, and anchors per exclusion (an AND of filters multiplies out)
 MAX_EXCLUSIONS = 32
 MAX_EXCLUSION_ANCHORS = 3
@@ -253,6 +257,22 @@ def _cost(anchors: Iterable[Anchor]) -> tuple[int, int, int]:
     return (-min(len(a[2]) for a in items), max(_RANK[a[1]] for a in items), len(items))
 
 
+def _distributed(alternatives: list[list[list[Anchor]]]) -> list[list[Anchor]] | None:
+    """The clauses of an OR of CNFs: (a and b) or c holds only where (a or c) and (b or c) both hold.
+
+    Every pick of one clause per alternative, united, is a clause of the OR; the most selective
+    :data:`MAX_CLAUSES` are kept.  So ``Image|contains: \\windows\\ and CommandLine|contains:
+    \\..\\`` or ``CommandLine|contains: .exe\\..\\`` still needs a ``..`` in the command line
+    when the common ``\\windows\\`` is present.  When the picks would exceed
+    :data:`MAX_DISTRIBUTED`, one clause: the union of each alternative's most selective clause.
+    """
+    if math.prod(len(clauses) for clauses in alternatives) > MAX_DISTRIBUTED:
+        union = [a for clauses in alternatives for a in min(clauses, key=_cost)]
+        return [union] if union else None
+    picks = {tuple(dict.fromkeys(a for clause in pick for a in clause)) for pick in itertools.product(*alternatives)}
+    return sorted((list(pick) for pick in picks if pick), key=_cost)[:MAX_CLAUSES] or None
+
+
 def node_clauses(node: object) -> list[list[Anchor]] | None:
     """Anchor clauses of one condition node (all hold on a match), or None when it can hold without any."""
     if isinstance(node, ConditionFieldEqualsValueExpression):
@@ -262,13 +282,13 @@ def node_clauses(node: object) -> list[list[Anchor]] | None:
         leaf = _leaf(KEYWORD_FIELDS, node.value, keyword=True)
         return None if leaf is None else [leaf]
     if isinstance(node, ConditionOR):
-        union: list[Anchor] = []
+        alternatives: list[list[list[Anchor]]] = []
         for arg in node.args:
             inner = node_clauses(arg)
             if inner is None:
                 return None
-            union += min(inner, key=_cost)
-        return [union] if union else None
+            alternatives.append(inner)
+        return _distributed(alternatives)
     if isinstance(node, ConditionAND):
         clauses = [clause for arg in node.args for clause in node_clauses(arg) or ()]
         return sorted(clauses, key=_cost)[:MAX_CLAUSES] if clauses else None

@@ -14,11 +14,16 @@ OR-ed most often stay small ints.  One clause per rule is its *trigger*: its onl
 for a rule with several the most selective one (:func:`designated`).  Each (field, value)
 maps to the mask of the bits its anchors set: equality anchors with one dict lookup, numeric
 anchors with one dict lookup on the field's number, prefix / suffix / substring anchors with
-one Aho-Corasick pass (the ``pyahocorasick`` automaton) over the lower-cased value, skipped
-when the value contains none of a few short substrings covering all the field's literals
-(:func:`gram_cover`; what keeps the raw record, searched by keyword rules, cheap).  Values
-repeat all day (images, parents, users), so the masks of values seen are remembered, keyed by
-(field, value as sent); the lookups and the OR over the event's fields run in C.
+one Aho-Corasick pass (the ``pyahocorasick`` automaton) over the lower-cased value, whose
+prefix and suffix literals carry value marks so every match holds as reported (:func:`_marks`),
+skipped when the value contains none of a few short substrings covering all the field's
+literals (:func:`gram_cover`; what keeps the raw record, searched by keyword rules, cheap).
+Values repeat all day (images, parents, users), so the masks of values seen are remembered
+per field, keyed by the value as sent.  That per-event loop is compiled
+(``detections/sigma/_hitmask.c``: the field lookups, the lower-casing and pre-check of new
+values, the automaton pass and the OR into one buffer); :meth:`AnchorIndex.hit_mask` and
+:meth:`AnchorIndex._value_mask` in Python are its specification and run when the module is not
+built (``tests/detections/sigma/test_hitmask.py`` holds them to the same results).
 
 The candidates are a function of ``H`` alone, and benign events give the same few ``H`` over
 and over, so they are remembered per ``H`` (bounded).  On a miss: the rules whose trigger bit
@@ -37,6 +42,22 @@ from typing import Any, Protocol
 import ahocorasick
 
 from detections.sigma.anchors import Anchor, Clause, RuleAnchors
+
+_compiled: Callable[..., int | None] | None
+try:  # the per-event loops compiled (detections/sigma/_hitmask.c); the same loops in Python otherwise
+    from detections.sigma import _hitmask
+except ImportError:  # pragma: no cover -- installed without a C compiler
+    _compiled = None
+
+    def route_key(fields: Mapping[str, Any], names: tuple[str, ...], /) -> tuple[Any, ...]:
+        """The values of the named fields (None when absent): the key an event is routed by."""
+        return tuple(map(fields.get, names))
+
+else:
+    _compiled = _hitmask.hit_mask
+    route_key = _hitmask.route_key
+
+_second = itemgetter(1)
 
 #: distinct values remembered per index: this many per field it looks at
 SEEN_PER_FIELD = 4096
@@ -69,6 +90,13 @@ class IndexedRule(Protocol):
     def anchors(self) -> tuple[Clause, ...] | None: ...
     @property
     def predicate(self) -> Callable[[Any], bool]: ...
+
+
+def implementation() -> str:
+    """Which per-event loop runs: the compiled one or its Python specification."""
+    if _compiled is None:
+        return "Python (the C extension detections.sigma._hitmask is not built: no C compiler at install)"
+    return "compiled (detections/sigma/_hitmask.c)"
 
 
 def _number(value: Any) -> float | None:
@@ -118,6 +146,43 @@ def gram_cover(literals: Iterable[str]) -> tuple[str, ...] | None:
         chosen.append(best)
         remaining = {t for t in remaining if best not in t}
     return tuple(chosen)
+
+
+#: characters a field's automaton may use as value-start / value-end marks and as their stand-in
+_MARK_CANDIDATES = "\x02\x03\x1c\x1d\x1e\x1f\x01\x04\x05\x06\x0e\x0f\x10\x11\x12\x13\x14"
+
+
+def _marks(literals: Iterable[str]) -> tuple[str, str, str]:
+    """Three characters no literal contains: the value-start mark, the value-end mark, their stand-in.
+
+    Prefix and suffix literals go into the field's automaton with a mark attached (``start +
+    literal``, ``literal + end``) and values are searched as ``start + value + end``, so every
+    match the automaton reports holds as it is and the masks are OR-ed in C, with no position
+    checks in Python.  A value that itself contains a mark has it replaced by the stand-in,
+    which no literal contains either, so no literal match appears or disappears.
+    """
+    used = set("".join(literals))
+    free = [c for c in _MARK_CANDIDATES if c not in used]
+    if len(free) < 3:
+        raise ValueError(f"no free mark characters for literals {sorted(used)!r}")  # 17 control characters
+    return free[0], free[1], free[2]
+
+
+def _pairs(grams: tuple[str, ...] | None) -> bytes | None:
+    """A 65,536-bit map of the grams' first two characters in every case, for the compiled pre-check.
+
+    None unless every gram is ASCII (the compiled check reads values as they are sent, before
+    lower-casing, so ``Ki`` and ``KI`` must find ``ki`` too).
+    """
+    if grams is None or not all(gram.isascii() and len(gram) >= 2 for gram in grams):
+        return None
+    bits = bytearray(8192)
+    for gram in grams:
+        for first in {gram[0], gram[0].upper()}:
+            for second in {gram[1], gram[1].upper()}:
+                pair = ord(first) << 8 | ord(second)
+                bits[pair >> 3] |= 1 << (pair & 7)
+    return bytes(bits)
 
 
 def designated(clauses: Sequence[Clause]) -> int:
@@ -209,15 +274,22 @@ class AnchorIndex:
             else:
                 slot = ("contains", "suffix", "prefix").index(kind)
                 affixes.setdefault(name, {}).setdefault(literal, [0, 0, 0])[slot] |= mask
-        self._automata: dict[str, Any] = {}
+        #: field -> (automaton, start mark, end mark, stand-in): see :meth:`_text_mask`
+        self._automata: dict[str, tuple[Any, str, str, str]] = {}
         #: field -> substrings one of which a value must contain for the automaton to find anything
         self._grams: dict[str, tuple[str, ...]] = {}
         for name, literals in affixes.items():
+            start, end, stand_in = _marks(literals)
             automaton = ahocorasick.Automaton()
+            keys: dict[str, int] = {}  # a literal that is a prefix of one value and a suffix of another: two keys
             for literal, (contains, suffix, prefix) in literals.items():
-                automaton.add_word(literal, (len(literal) - 1, contains, suffix, prefix))
+                for key, mask in ((literal, contains), (literal + end, suffix), (start + literal, prefix)):
+                    if mask:
+                        keys[key] = keys.get(key, 0) | mask
+            for key, mask in keys.items():
+                automaton.add_word(key, mask)
             automaton.make_automaton()
-            self._automata[name] = automaton
+            self._automata[name] = (automaton, start, end, stand_in)
             grams = gram_cover(literals)
             if grams is not None:
                 self._grams[name] = grams
@@ -227,13 +299,19 @@ class AnchorIndex:
         self._looked_at = frozenset(self.fields) | frozenset(self.number_fields)
         #: no anchor on @timestamp / event.id, which live on the event record, not in its fields
         self._record_free = not self._looked_at & {"@timestamp", "event.id"}
-        #: (field, value as sent) -> its mask: images, parents, users and the like repeat all day,
-        #: so most values are looked up once (text values only; bounded, cleared when full)
-        self._seen: dict[tuple[str, str], int] = {}
-        self._seen_get = self._seen.get
-        self._seen_limit = SEEN_PER_FIELD * max(1, len(self._looked_at))
+        #: field -> {value as sent -> its mask}: images, parents, users and the like repeat all day,
+        #: so most values are looked up once (text values only; bounded per field, cleared when full)
+        self._seen: dict[str, dict[Any, int]] = {name: {} for name in sorted(self._looked_at)}
         #: equal masks share one object: many distinct values (command lines) hit the same anchors
         self._masks: dict[int, int] = {}
+        self._masks_limit = SEEN_PER_FIELD * max(1, len(self._looked_at))
+        #: what the compiled loop reads per field (layout in detections/sigma/_hitmask.c)
+        self._tables: dict[str, tuple[Any, ...]] = {}
+        for name, seen in self._seen.items():
+            automaton, start, end, stand_in = self._automata.get(name) or (None, *_marks(()))
+            grams = self._grams.get(name)
+            self._tables[name] = (seen, self._equal.get(name), automaton, start, end, stand_in,
+                                  grams, name not in self._numbers, _pairs(grams))  # fmt: skip
         #: hit mask -> (rule index, predicate) of its candidates
         self._by_mask: dict[int, tuple[tuple[int, Callable[[Any], bool]], ...]] = {}
 
@@ -245,8 +323,8 @@ class AnchorIndex:
         equal = self._equal.get(name)
         if equal is not None:
             mask = equal.get(text, 0)
-        automaton = self._automata.get(name)
-        if automaton is not None and text:
+        searched = self._automata.get(name)
+        if searched is not None and text:
             grams = self._grams.get(name)
             if grams is not None:
                 for gram in grams:  # a plain loop: a generator would cost more than the searches
@@ -254,14 +332,11 @@ class AnchorIndex:
                         break
                 else:
                     return mask
-            last = len(text) - 1
-            for end, (first_end, contains, suffix, prefix) in automaton.iter(text):
-                if contains:
-                    mask |= contains
-                if suffix and end == last:
-                    mask |= suffix
-                if prefix and end == first_end:  # the literal starts the value
-                    mask |= prefix
+            automaton, start, end, stand_in = searched
+            if start in text or end in text:  # hostile or binary content: marks only where we put them
+                text = text.replace(start, stand_in).replace(end, stand_in)
+            # (end position, mask) per match; every match holds as reported (see _marks): OR in C
+            mask = reduce(or_, map(_second, automaton.iter(start + text + end)), mask)
         return mask
 
     def _value_mask(self, ctx: _Context, name: str, raw: Any) -> int:
@@ -272,13 +347,15 @@ class AnchorIndex:
             mask = self._text_mask(name, raw.lower())
             if numbers is not None and (number := _number(raw)) is not None:
                 mask |= numbers.get(number, 0)
-            seen = self._seen
-            if len(seen) >= self._seen_limit:
+            seen = self._seen[name]
+            if len(seen) >= SEEN_PER_FIELD:
                 seen.clear()
-                self._masks.clear()
             if mask:
-                mask = self._masks.setdefault(mask, mask)
-            seen[(name, raw)] = mask  # keyed by the value as sent: a repeat is not even lower-cased
+                masks = self._masks
+                if len(masks) >= self._masks_limit:
+                    masks.clear()
+                mask = masks.setdefault(mask, mask)
+            seen[raw] = mask  # keyed by the value as sent: a repeat is not even lower-cased
             return mask
         if name in self._equal or name in self._automata:
             value = ctx.lower(name)  # numbers, booleans, arrays: rare, not cached
@@ -293,25 +370,28 @@ class AnchorIndex:
 
     def hit_mask(self, ctx: _Context) -> int:
         """``H``: the bits of every anchor present in the event."""
+        seen = self._seen
         if not self._record_free:
             hits = 0
-            for name in self._looked_at:
+            for name, values in seen.items():
                 raw = ctx.raw(name)
                 if raw is not None:
-                    hits |= self._seen_get((name, raw)) or self._value_mask(ctx, name, raw)
+                    mask = values.get(raw)
+                    hits |= self._value_mask(ctx, name, raw) if mask is None else mask
             return hits
         fields = ctx.event.fields
-        present = fields.keys() & self._looked_at  # a set intersection in C
-        if not present:
-            return 0
-        # Keys, cache lookups and the OR all run in C; Python only sees values not met before.
-        keys = list(zip(present, map(fields.__getitem__, present), strict=True))
-        found = list(map(self._seen_get, keys))
-        if None in found:
-            for position, mask in enumerate(found):
-                if mask is None:
-                    found[position] = self._value_mask(ctx, *keys[position])
-        return reduce(or_, found, 0)
+        if _compiled is not None:  # the same loop in C (detections/sigma/_hitmask.c), for dict fields
+            found = _compiled(
+                fields, self._tables, self._value_mask, ctx, self._masks, SEEN_PER_FIELD, self._masks_limit
+            )
+            if found is not None:
+                return found
+        hits = 0
+        for name in fields.keys() & seen.keys():  # a set intersection in C
+            raw = fields[name]
+            mask = seen[name].get(raw)
+            hits |= self._value_mask(ctx, name, raw) if mask is None else mask
+        return hits
 
     def _from_mask(self, hits: int) -> tuple[tuple[int, Callable[[Any], bool]], ...]:
         """Candidates of a hit mask, in load order, with their predicates."""
@@ -335,7 +415,15 @@ class AnchorIndex:
         return tuple(out)
 
     def _entries(self, ctx: _Context) -> tuple[tuple[int, Callable[[Any], bool]], ...]:
-        hits = self.hit_mask(ctx) if self._looked_at else 0
+        if not self._looked_at:
+            hits = 0
+        elif _compiled is None or not self._record_free:
+            hits = self.hit_mask(ctx)
+        else:  # hit_mask's compiled loop, called without its frame
+            found = _compiled(
+                ctx.event.fields, self._tables, self._value_mask, ctx, self._masks, SEEN_PER_FIELD, self._masks_limit
+            )
+            hits = self.hit_mask(ctx) if found is None else found
         entries = self._by_mask.get(hits)
         if entries is None:
             entries = self._from_mask(hits)
@@ -351,3 +439,11 @@ class AnchorIndex:
     def match(self, ctx: _Context) -> list[int]:
         """Indices of the rules that match: candidates whose predicate holds."""
         return [index for index, predicate in self._entries(ctx) if predicate(ctx)]
+
+    def matching(self, ctx: _Context) -> list[Any]:
+        """The rules that match (the objects, in load order): :meth:`match` without the indices."""
+        entries = self._entries(ctx)
+        if not entries:  # most events: no candidate at all
+            return []
+        rules = self.rules
+        return [rules[index] for index, predicate in entries if predicate(ctx)]

@@ -83,7 +83,7 @@ from detections.sigma.codegen import (
     TextLeaf,
     generate,
 )
-from detections.sigma.index import AnchorIndex
+from detections.sigma.index import AnchorIndex, route_key
 from store.errors import EventValidationError
 from store.event import Event, Scalar, parse_ts
 
@@ -942,13 +942,12 @@ class RuleSet:
         Only rules whose field anchors occur in the event (and rules without anchors) are
         evaluated, so the cost follows the anchors present, not the number of rules loaded.
         """
-        key = tuple(map(event.fields.get, self._route_fields))  # one C loop, no per-field frame
+        key = route_key(event.fields, self._route_fields)  # tuple(map(fields.get, names)), in C when built
         index = self._by_route.get(key)
         if index is None:
             if len(self._by_route) >= MAX_ROUTE_KEYS:
                 self._by_route.clear()  # bounded: distinct route-field combinations are few in practice
             index = self._by_route[key] = self.index_for(self._router.logsources(MatchContext(event)))
-        rules = index.rules
-        if not rules:
+        if not index.rules:
             return []  # an event no loaded rule is written for: no context, no index walk
-        return [rules[i] for i in index.match(MatchContext(event))]  # type: ignore[misc]
+        return index.matching(MatchContext(event))

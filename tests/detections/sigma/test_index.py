@@ -9,10 +9,18 @@ import pytest
 from detections.bench import realistic_stream, regression_events
 from detections.pack import load_rules
 from detections.sigma.anchors import RuleAnchors, regex_literals
+from detections.sigma.index import AnchorIndex
 from detections.sigma.matcher import MatchContext, RuleSet
 from store.event import Event
+from tests.detections.sigma.test_hitmask import use_implementation
 from tests.detections.sigma.test_matcher import rule
 from tests.helpers import event, shared
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on the compiled per-event loop and on its Python specification."""
+    return use_implementation(request.param, monkeypatch)
 
 
 def test_anchor_kinds_follow_the_value_shape() -> None:
@@ -26,9 +34,35 @@ def test_anchor_kinds_follow_the_value_shape() -> None:
         condition: sel or other
         """
     )
-    # an OR gives one clause: each alternative's most selective anchor
+    # an OR distributes: (action and path) or user -> (action or user) and (path or user)
+    clauses = {frozenset(clause) for clause in compiled.anchors or ()}
+    assert clauses == {
+        frozenset({("event.action", "eq", "login-failed"), ("user.name", "suffix", "root")}),
+        frozenset({("url.path", "prefix", "/admin"), ("user.name", "suffix", "root")}),
+    }
+
+
+def test_a_distributed_or_keeps_a_common_literal_from_making_the_rule_a_candidate() -> None:
+    traversal = rule(
+        """
+        sel_1: {process.executable|contains: '\\Windows\\', process.command_line|contains: '\\..\\..\\'}
+        sel_2: {process.command_line|contains: '.exe\\..\\'}
+        condition: 1 of sel_*
+        """
+    )
+    index = AnchorIndex([traversal])
+    benign = {"event.dataset": "camera.platform", "process.executable": "C:\\Windows\\System32\\svchost.exe",
+              "process.command_line": "svchost.exe -k netsvcs"}  # fmt: skip
+    assert index.candidates(MatchContext(event(0, benign))) == []
+    attack = {**benign, "process.command_line": "svchost.exe ..\\..\\..\\x"}
+    assert index.match(MatchContext(event(0, attack))) == [0] and traversal.match(event(0, attack))
+
+
+def test_an_or_with_too_many_picks_gives_one_clause() -> None:
+    alternatives = "\n".join(f"s{n}: {{a{n}: x{n}, b{n}: y{n}, c{n}: z{n}}}" for n in range(4))  # 3**4 = 81 picks
+    compiled = rule(f"{alternatives}\ncondition: 1 of s*")
     (clause,) = compiled.anchors or ((),)
-    assert set(clause) == {("event.action", "eq", "login-failed"), ("user.name", "suffix", "root")}
+    assert sorted(name[-1] for name, _, _ in clause) == ["0", "1", "2", "3"]  # one anchor per alternative
 
 
 def test_and_keeps_a_clause_per_anchored_operand_most_selective_first_and_not_is_unanchored() -> None:
