@@ -151,22 +151,28 @@ class _Counts:
                     self.future += 1
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What the workers send back for each event (one pool, one delivery)."""
+
+    #: each event's index entry made in the worker (the store's work, done on the parsing core)
+    index: bool = False
+    #: where each event came from (the pipeline needs it to dead-letter a record its enrichers reject)
+    records: bool = False
+    #: the events with their fields (:meth:`Event.to_wire`); without, :meth:`Event.to_stored_wire`,
+    #: whose JSON stands for the fields
+    fields: bool = True
+
+
 def parse_work(
-    parser: Parser,
-    work: Work,
-    provenance: Provenance,
-    now: datetime,
-    index: bool = False,
-    records: bool = False,
-    fields: bool = True,
+    parser: Parser, work: Work, provenance: Provenance, now: datetime, delivery: Delivery = Delivery()
 ) -> Iterator[tuple[list[Wire] | list[StoredWire], list[Dead], list[SourceCount], list[RecordInfo] | None]]:
     """Parse a batch; yields its outcome in chunks of about :data:`CHUNK_EVENTS` events, as plain values.
 
-    Each chunk: the events (:meth:`Event.to_wire`, or without ``fields`` :meth:`Event.to_stored_wire`:
-    the JSON stands for the fields), the dead letters, the counts per source and, with ``records``,
-    where each event came from (the pipeline needs it to dead-letter a record its enrichers
-    reject).  The last chunk may be empty.
+    Each chunk: the events (as ``delivery`` says), the dead letters, the counts per source and,
+    with ``delivery.records``, where each event came from.  The last chunk may be empty.
     """
+    index, records, fields = delivery.index, delivery.records, delivery.fields
     wire: list[Any] = []
     pack = Event.to_wire if fields else Event.to_stored_wire
     dead: list[Dead] = []
@@ -199,9 +205,7 @@ def _serve(
     results: Connection,
     name: str,
     hostname: str,
-    index: bool = False,
-    records: bool = False,
-    fields: bool = True,
+    delivery: Delivery = Delivery(),
 ) -> None:
     """A worker's loop: (seq, parser key, parser spec, work, now) in, (seq, chunk, error, last) out.
 
@@ -229,7 +233,7 @@ def _serve(
             parser = parsers.get(key)
             if parser is None:
                 parser = parsers[key] = pickle.loads(spec) if isinstance(spec, bytes) else get_parser(spec)  # noqa: S301 -- from our own process
-            chunks = parse_work(parser, work, provenance, now, index, records, fields)
+            chunks = parse_work(parser, work, provenance, now, delivery)
             chunk = next(chunks)
             for following in chunks:
                 # marshal: the events are plain values (Event.to_wire); about twice as fast as pickle both ways
@@ -254,15 +258,13 @@ class ParsePool:
         name: str,
         hostname: str,
         start_method: str = "spawn",
-        index: bool = False,
-        records: bool = False,
-        fields: bool = True,
+        delivery: Delivery = Delivery(),
     ) -> None:
         if workers < 1:
             raise CollectorError("parse workers: at least one worker is needed")
         context: Any = multiprocessing.get_context(start_method)
         self.workers = workers
-        self._unpack = Event.from_wire if fields else Event.from_stored_wire
+        self._unpack = Event.from_wire if delivery.fields else Event.from_stored_wire
         self._requests: list[Any] = []
         self._results: list[Connection] = []
         self._processes: list[Any] = []
@@ -271,7 +273,7 @@ class ParsePool:
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
                 target=_serve,
-                args=(requests, send, name, hostname, index, records, fields),
+                args=(requests, send, name, hostname, delivery),
                 name=f"citysoc-parse-{n}",
                 daemon=True,
             )

@@ -37,7 +37,7 @@ from typing import Protocol
 
 from collectors.base import BadRecord, CollectorError, NotMyFormat, Parser, RawRecord
 from collectors.lines import LineBlock, block_records
-from collectors.parse_workers import Chunk, ParsePool, ParseWorkerError, RecordInfo, Row, to_row
+from collectors.parse_workers import Chunk, Delivery, ParsePool, ParseWorkerError, RecordInfo, Row, to_row
 from collectors.provenance import AGENT_VERSION, FUTURE_TAG, FUTURE_TOLERANCE_SECONDS, Provenance
 from store.base import Store, StoredEventListener
 from store.errors import EventValidationError
@@ -310,14 +310,9 @@ class IngestPipeline:
                 # enrichers reject is dead-lettered whole, with its raw data).  When the workers index and
                 # there are neither enrichers nor listeners, storing reads two of the events' fields: the
                 # JSON stands for the rest (read back only if something asks, e.g. a listener added later)
-                pool = self._pool = ParsePool(
-                    self.parse_workers,
-                    self.name,
-                    self.hostname,
-                    index=index,
-                    records=bool(self.enrichers),
-                    fields=bool(self.enrichers or self.listeners or not index),
-                )
+                fields = bool(self.enrichers or self.listeners or not index)
+                delivery = Delivery(index=index, records=bool(self.enrichers), fields=fields)
+                pool = self._pool = ParsePool(self.parse_workers, self.name, self.hostname, delivery=delivery)
             return pool
 
     def _pending(self) -> collections.deque[_Pending]:

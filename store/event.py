@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -113,6 +113,19 @@ def _doc_slot(name: str) -> _Slot:
 _Plan = tuple[tuple[tuple[int, str], ...], tuple[int, ...], tuple[str, ...]]
 _PLANS: dict[tuple[str, ...], _Plan | None] = {}
 _PLAN_CACHE_SIZE = 4096
+_S = TypeVar("_S")
+
+
+def _per_shape(cache: dict[tuple[str, ...], _S], make: Callable[[tuple[str, ...]], _S], names: tuple[str, ...]) -> _S:
+    """``make(names)``, remembered per list of field names (shapes come from parsers and enrichers: few,
+    but the cache stays bounded)."""
+    try:
+        return cache[names]
+    except KeyError:
+        made = make(names)
+        if len(cache) < _PLAN_CACHE_SIZE:
+            cache[names] = made
+        return made
 
 
 def _plan(names: tuple[str, ...]) -> _Plan | None:
@@ -644,13 +657,7 @@ class Event:
     def _json_document(self) -> dict[str, Any]:
         """The document for the JSON encoders (key order free: they sort; tuples as they are: both write arrays)."""
         fields = self.fields
-        names = tuple(fields)
-        try:
-            plan = _PLANS[names]
-        except KeyError:
-            plan = _plan(names)
-            if len(_PLANS) < _PLAN_CACHE_SIZE:  # shapes come from parsers and enrichers: few, but stay bounded
-                _PLANS[names] = plan
+        plan = _per_shape(_PLANS, _plan, tuple(fields))
         if plan is None:
             return self._document(lists=False)
         made, parents, leaves = plan
@@ -677,13 +684,7 @@ class Event:
         if text is not None:
             return text
         fields = self.fields
-        names = tuple(fields)
-        try:
-            build = _BUILDERS[names]
-        except KeyError:
-            build = _builder(names)
-            if len(_BUILDERS) < _PLAN_CACHE_SIZE:  # shapes come from parsers and enrichers: few, but stay bounded
-                _BUILDERS[names] = build
+        build = _per_shape(_BUILDERS, _builder, tuple(fields))
         if build is not None:
             doc = build(tuple(fields.values()), self.id, format_ts(self.timestamp), self.schema_version)
             option = 0  # built in sorted order
