@@ -269,7 +269,9 @@ def _distributed(alternatives: list[list[list[Anchor]]]) -> list[list[Anchor]] |
     if math.prod(len(clauses) for clauses in alternatives) > MAX_DISTRIBUTED:
         union = [a for clauses in alternatives for a in min(clauses, key=_cost)]
         return [union] if union else None
-    picks = {tuple(dict.fromkeys(a for clause in pick for a in clause)) for pick in itertools.product(*alternatives)}
+    # distinct picks in product order, so ties in cost keep the same clauses in every process
+    unions = (tuple(dict.fromkeys(a for clause in pick for a in clause)) for pick in itertools.product(*alternatives))
+    picks = dict.fromkeys(unions)
     return sorted((list(pick) for pick in picks if pick), key=_cost)[:MAX_CLAUSES] or None
 
 
