@@ -415,15 +415,7 @@ class AnchorIndex:
         return tuple(out)
 
     def _entries(self, ctx: _Context) -> tuple[tuple[int, Callable[[Any], bool]], ...]:
-        if not self._looked_at:
-            hits = 0
-        elif _compiled is None or not self._record_free:
-            hits = self.hit_mask(ctx)
-        else:  # hit_mask's compiled loop, called without its frame
-            found = _compiled(
-                ctx.event.fields, self._tables, self._value_mask, ctx, self._masks, SEEN_PER_FIELD, self._masks_limit
-            )
-            hits = self.hit_mask(ctx) if found is None else found
+        hits = self.hit_mask(ctx) if self._looked_at else 0
         entries = self._by_mask.get(hits)
         if entries is None:
             entries = self._from_mask(hits)
