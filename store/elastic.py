@@ -43,7 +43,7 @@ from store.es_mapping import (
     record_index_body,
     stream_name,
 )
-from store.event import Event, format_ts, parse_ts, stable_id
+from store.event import Event, format_ts, parse_ts, stable_id, without_surrogates
 from store.filters import (
     Bucket,
     EventPage,
@@ -193,6 +193,22 @@ def parse_url(scheme: str, rest: str) -> dict[str, Any]:
 _TERMABLE = (FieldType.KEYWORD, FieldType.IP, FieldType.LONG, FieldType.DOUBLE, FieldType.BOOLEAN, FieldType.DATE)
 
 
+def storable(event: Event) -> Event:
+    """``event``, or (when its text holds a lone surrogate, which UTF-8 cannot carry) the same event with U+FFFD.
+
+    A JSON record can carry ``"\\udcff"``; the bulk body is UTF-8, so such an event would fail
+    its whole batch.  The embedded store does the same (``SQLiteStore.put_events``).
+    """
+    text = event.to_json()
+    if text.isascii():
+        return event
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return without_surrogates(event)
+    return event
+
+
 class ElasticStore(Store):
     """Events, alerts, incidents, runs, audit, dead letters and users in an Elasticsearch or OpenSearch cluster."""
 
@@ -301,7 +317,7 @@ class ElasticStore(Store):
 
     # events ------------------------------------------------------------------------------------
     def put_events(self, events: Sequence[Event]) -> list[Event]:
-        unique = list({e.id: e for e in events}.values())
+        unique = [storable(e) for e in {e.id: e for e in events}.values()]
         if not unique:
             return []
         # create-by-id only dedupes inside one backing index; after a rollover an id may live in an

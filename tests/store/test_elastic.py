@@ -37,3 +37,20 @@ def test_bad_urls_say_what_is_wrong(rest: str, message: str) -> None:
 def test_the_schemes_are_registered_and_an_unreachable_cluster_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="unreachable"):
         open_store("elasticsearch://127.0.0.1:1")
+
+
+def test_an_event_with_a_lone_surrogate_is_sent_with_u_fffd_and_the_others_as_they_are() -> None:
+    from store.elastic import storable
+    from store.es_bulk import BulkOp
+    from store.event import Event
+    from tests.helpers import T0
+
+    hostile = Event("e1", T0, {"message": "login \udcff failed", "user.name": "bob"})
+    with pytest.raises(UnicodeEncodeError):  # what the bulk body's UTF-8 would do to the whole batch
+        BulkOp("events", hostile.id, hostile.to_document()).size()
+    sent = storable(hostile)
+    assert sent.id == hostile.id and sent.timestamp == hostile.timestamp
+    assert sent.fields["message"] == "login \ufffd failed" and sent.fields["user.name"] == "bob"
+    assert BulkOp("events", sent.id, sent.to_document()).size() > 0
+    plain = Event("e2", T0, {"message": "đăng nhập thất bại"})
+    assert storable(plain) is plain
