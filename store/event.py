@@ -14,6 +14,7 @@ import ipaddress
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -126,6 +127,28 @@ def _per_shape(cache: dict[tuple[str, ...], _S], make: Callable[[tuple[str, ...]
         if len(cache) < _PLAN_CACHE_SIZE:
             cache[names] = made
         return made
+
+
+_SEEN_ONCE: Any = object()  # a field list met once: generated code is made the second time, not the first
+_NO_CODE: Any = object()  # make() refused the field list: the general path, without asking again
+
+
+def shape_code(cache: dict[tuple[str, ...], Any], make: Callable[[tuple[str, ...]], _S | None],
+               names: tuple[str, ...]) -> _S | None:
+    """Generated code for a field list, from the second event with it on; None: take the general path.
+
+    Making the code (``eval``) costs ~0.1 ms, so a field list met once (a one-off shape of free-form
+    input) is not worth it, and once the cache is full no new code is made at all (the general path
+    is always there and gives the same result): the cost stays bounded whatever the input's shapes.
+    """
+    made = cache.get(names)  # never None once stored: the code, _SEEN_ONCE or _NO_CODE
+    if made is None:
+        if len(cache) < _PLAN_CACHE_SIZE:
+            cache[names] = _SEEN_ONCE
+        return None
+    if made is _SEEN_ONCE:
+        made = cache[names] = make(names) or _NO_CODE
+    return None if made is _NO_CODE else made
 
 
 def _plan(names: tuple[str, ...]) -> _Plan | None:
@@ -247,6 +270,21 @@ _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+#: dotted quads already seen to be canonical: addresses repeat heavily, and a set lookup costs a tenth
+#: of the regex.  Bounded (the input names them); only ever holds text the regex accepted.
+_CANONICAL_SEEN: set[str] = set()
+_CANONICAL_SEEN_SIZE = 65_536
+
+
+def _is_canonical_ipv4(value: str) -> bool:
+    if value in _CANONICAL_SEEN:
+        return True
+    if _CANONICAL_IPV4.fullmatch(value):
+        if len(_CANONICAL_SEEN) < _CANONICAL_SEEN_SIZE:
+            _CANONICAL_SEEN.add(value)
+        return True
+    return False
+
 
 _Check = Callable[[Any], Scalar]
 
@@ -258,7 +296,7 @@ def normal_ip(value: Any) -> str:
     text is normalised once and remembered (addresses repeat heavily in telemetry).
     """
     if type(value) is str:
-        return value if _CANONICAL_IPV4.fullmatch(value) else _normal_ip(value)
+        return value if _is_canonical_ipv4(value) else _normal_ip(value)
     return str(ipaddress.ip_address(value))
 
 
@@ -278,7 +316,11 @@ def _scalar_check(name: str, ftype: FieldType) -> _Check:
     if ftype is FieldType.LONG:
 
         def check_long(value: Any) -> Scalar:
-            return value if type(value) is int else slow(value)
+            if type(value) is int:
+                return value
+            if type(value) is str and value.isdigit() and value.isascii():
+                return int(value)  # what parsers read from text ("502"); the slow path gives the same int
+            return slow(value)
 
         return check_long
     if ftype is FieldType.DOUBLE:
@@ -301,7 +343,7 @@ def _scalar_check(name: str, ftype: FieldType) -> _Check:
 
         def check_ip(value: Any) -> Scalar:
             if type(value) is str:
-                if _CANONICAL_IPV4.fullmatch(value):
+                if _is_canonical_ipv4(value):
                     return value  # dotted quad without leading zeros: valid and already normal
                 try:
                     return _normal_ip(value)
@@ -371,6 +413,10 @@ _TEXT_ARRAYS = frozenset(
     name for name, spec in FIELDS.items() if spec.array and spec.type in (FieldType.KEYWORD, FieldType.TEXT)
 )
 
+#: IP fields, single and array
+_IP_FIELDS = frozenset(name for name, spec in FIELDS.items() if spec.type is FieldType.IP and not spec.array)
+_IP_ARRAYS = frozenset(name for name, spec in FIELDS.items() if spec.type is FieldType.IP and spec.array)
+
 _FLATTENED_VALIDATORS: dict[str, _Validator] = {}
 _FLATTENED_CACHE_SIZE = 4096
 
@@ -387,6 +433,8 @@ def validate_field(name: str, value: Any) -> Value:
     # flattened sub-keys (labels.source) are named by the input, so the cache is bounded
     if len(_FLATTENED_VALIDATORS) < _FLATTENED_CACHE_SIZE:
         _FLATTENED_VALIDATORS[name] = validator
+        if spec.type is FieldType.FLATTENED and not spec.array:
+            _PASS_UNCHANGED[name] = str  # a string is valid and normal there as it is (check_flattened)
     return validator(value)
 
 
@@ -411,6 +459,30 @@ def without_surrogates(event: Event) -> Event:
     return Event(event.id, event.timestamp, fields, event.schema_version)
 
 
+#: prefix -> key -> the dotted name, interned, and name -> its prefix (``name + "."``): every event read
+#: back from JSON names its fields with the same string objects, hashed once and identical to the names
+#: detection indexes by (a lookup is an identity check).  Bounded: flattened fields' keys come from the input.
+_NAMES: dict[str, dict[str, str]] = {}
+_PREFIXES: dict[str, str] = {}
+_NAMES_LIMIT = 50_000
+_names_held = 0
+
+
+def _dotted(prefix: str, key: str) -> str:
+    """``prefix + key``, the same object each time while the cache has room."""
+    global _names_held
+    names = _NAMES.get(prefix)
+    name = None if names is None else names.get(key)
+    if name is None:
+        name = f"{prefix}{key}"
+        if _names_held < _NAMES_LIMIT:
+            name = sys.intern(name)
+            _NAMES.setdefault(prefix, {})[key] = name
+            _PREFIXES.setdefault(name, name + ".")
+            _names_held += 1
+    return name
+
+
 def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Flatten a nested ECS document into dotted names.
 
@@ -418,13 +490,13 @@ def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
     expanded one key at a time, a declared scalar field is yielded as is.
     """
     for key, value in doc.items():
-        name = f"{prefix}{key}"
+        name = _dotted(prefix, key)
         if isinstance(value, Mapping):
             spec = lookup(name)
             if spec is not None and spec.name == name and spec.type is not FieldType.FLATTENED:
                 yield name, value  # rejected by validation with its name
             else:
-                yield from flatten(value, name + ".")
+                yield from flatten(value, _PREFIXES.get(name) or name + ".")
         else:
             yield name, value
 
@@ -544,6 +616,62 @@ def _from_wire(wire: Wire) -> Event:
 
 _NO_FIELDS: Mapping[str, Value] = MappingProxyType({})
 
+#: validates the values of one list of field names (in field order) into the event's field dict
+_Validation = Callable[[tuple[Any, ...]], dict[str, Value]]
+_VALIDATIONS: dict[tuple[str, ...], Any] = {}  # see shape_code
+
+
+def _validation(names: tuple[str, ...]) -> _Validation | None:
+    """Generated code for one field list: :meth:`Event.__init__`'s per-field loop, unrolled.
+
+    One dict display, fields in order, each value kept when it is already of the exact type its
+    field holds (the loop's fast paths, same tests) and otherwise given to the field's validator,
+    which converts it or raises -- the first bad field in order raises, with the loop's message.
+    None (the loop's "absent") is not handled here: the caller takes the loop for such values,
+    and for field lists naming ``@timestamp``/``event.id`` or an unknown field (the loop's errors).
+    """
+    items: list[str] = []
+    scope: dict[str, Any] = {"__builtins__": {}, "type": type, "str": str, "tuple": tuple, "int": int, "bool": bool}
+    for n, name in enumerate(names):
+        if type(name) is not str or name in ("@timestamp", "event.id"):
+            return None
+        validator = _VALIDATORS.get(name)
+        kind = _PASS_UNCHANGED.get(name)
+        if validator is None:  # a flattened sub-key (labels.site): validate_field's path
+            spec = lookup(name)
+            if spec is None:
+                return None
+            validator = functools.partial(validate_field, name)
+            if spec.type is FieldType.FLATTENED and not spec.array:
+                kind = str  # as check_flattened: a string is kept as it is
+        scope[f"f{n}"] = validator
+        if kind is not None:
+            value = f"v[{n}] if type(v[{n}]) is {kind.__name__} else f{n}(v[{n}])"
+        elif name in _TEXT_ARRAYS:
+            value = f"v[{n}] if type(v[{n}]) is tuple and all([type(x) is str for x in v[{n}]]) else f{n}(v[{n}])"
+        elif name in _IP_FIELDS:  # an address seen canonical before is kept as it is (as check_ip would)
+            value = f"v[{n}] if type(v[{n}]) is str and v[{n}] in seen else f{n}(v[{n}])"
+        elif name in _IP_ARRAYS:
+            value = (f"v[{n}] if type(v[{n}]) is tuple and all([type(x) is str and x in seen for x in v[{n}]])"
+                     f" else f{n}(v[{n}])")
+        else:
+            value = f"f{n}(v[{n}])"
+        items.append(f"{name!r}: {value}")
+    scope["all"] = all
+    scope["seen"] = _CANONICAL_SEEN
+    built: _Validation = eval(f"lambda v: {{{', '.join(items)}}}", scope)  # noqa: S307 -- names by repr
+    # the field names it puts in each event are the interned ones, the objects detection indexes by
+    built.__code__ = built.__code__.replace(co_consts=_interned(built.__code__.co_consts))
+    return built
+
+
+def _interned(constants: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Code constants with every string (also inside tuples: a dict display's keys) interned."""
+    return tuple(
+        sys.intern(item) if type(item) is str else _interned(item) if type(item) is tuple else item
+        for item in constants
+    )
+
 
 @dataclass(frozen=True, init=False)
 class Event:
@@ -565,6 +693,13 @@ class Event:
         attributes = self.__dict__
         attributes["id"] = id
         attributes["timestamp"] = timestamp if timestamp.tzinfo is timezone.utc else utc(timestamp)
+        values = tuple(fields.values())
+        if None not in values:  # None means absent: the loop below drops it
+            validation = shape_code(_VALIDATIONS, _validation, tuple(fields))
+            if validation is not None:
+                attributes["fields"] = MappingProxyType(validation(values))
+                attributes["schema_version"] = schema_version
+                return
         clean: dict[str, Value] = {}
         validators = _VALIDATORS
         passing = _PASS_UNCHANGED
@@ -686,7 +821,9 @@ class Event:
         fields = self.fields
         build = _per_shape(_BUILDERS, _builder, tuple(fields))
         if build is not None:
-            doc = build(tuple(fields.values()), self.id, format_ts(self.timestamp), self.schema_version)
+            index = self.__dict__.get("_index")  # the store's index entry starts with the same text, if made first
+            ts = index[0] if index is not None else format_ts(self.timestamp)
+            doc = build(tuple(fields.values()), self.id, ts, self.schema_version)
             option = 0  # built in sorted order
         else:
             doc = self._json_document()

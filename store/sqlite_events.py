@@ -35,11 +35,12 @@ import json
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from store.errors import EventValidationError
-from store.event import Event, IndexEntry, format_ts
+from store.event import Event, IndexEntry, Value, format_ts, shape_code
 from store.schema import FIELDS, FieldType
 from store.sqlite_upgrade import edit_table_sql, upgrade_once
 
@@ -143,25 +144,101 @@ def _offsets(members: list[int]) -> str:
     return "[" + ",".join([str(k - first) for k in members]) + "]"
 
 
+#: builds the index entry's words and posting keys of events with one list of field names:
+#: (values in field order, epoch second) -> (full-text body, posting keys)
+_EntryBuilder = Callable[[tuple[Value, ...], int], tuple[str, tuple[tuple[str, str, int], ...]]]
+_ENTRY_BUILDERS: dict[tuple[str, ...], Any] = {}  # see store.event.shape_code
+#: declared types whose (validated) value is a string as it is
+_TEXT_TYPES = (FieldType.KEYWORD, FieldType.TEXT, FieldType.IP)
+
+
+def _words(value: Value) -> tuple[str, ...] | map[str]:
+    """The words of a value whose type the field list does not fix (a flattened ``labels.*`` key)."""
+    if type(value) is tuple:
+        return map(str, value)
+    return (value if type(value) is str else str(value),)
+
+
+def _unique_keys(name: str, items: tuple[str, ...], epoch: int) -> Iterable[tuple[str, str, int]]:
+    """The posting keys of an array field's value, each value once, in order."""
+    if len(items) == 1:  # the usual case (event.category, event.type): nothing to deduplicate
+        return ((name, items[0], epoch),)
+    return dict.fromkeys([(name, item, epoch) for item in items])
+
+
+def _entry_builder(names: tuple[str, ...]) -> _EntryBuilder:
+    """Generated code for one field list: the body as one ``join`` and the keys as one tuple display.
+
+    What :func:`_entry_general` does field by field, decided once per list of field names
+    (events of one source share it): which fields give words and keys, and how each value
+    turns into words, from its declared type -- a validated keyword, text or IP value is a
+    string, an array field's value a tuple (so a value of another type cannot pass unnoticed:
+    ``join`` refuses it, and :func:`index_entry` then takes the general path).  Names are
+    written with ``repr``; values are read by position.
+    """
+    words: list[str] = []
+    keys: list[str] = []
+    for n, name in enumerate(names):
+        role = _ROLE.get(name, _BODY)
+        if not role:
+            continue
+        spec = FIELDS.get(name)
+        if spec is None or spec.type is FieldType.FLATTENED:
+            word = f"*_words(v[{n}])"
+        elif spec.array:
+            word = f"*v[{n}]" if spec.type in _TEXT_TYPES else f"*map(str, v[{n}])"
+        else:
+            word = f"v[{n}]" if spec.type in _TEXT_TYPES else f"str(v[{n}])"
+        if role & _BODY:
+            words.append(word)
+        if role & _TERM:
+            # term fields are keyword and IP fields (TERM_FIELDS): strings, or tuples of strings for arrays
+            if spec is not None and spec.array:
+                keys.append(f"*_unique_keys({name!r}, v[{n}], e)")
+            else:
+                keys.append(f"({name!r}, v[{n}], e)")
+    code = f"lambda v, e: (' '.join([{', '.join(words)}]), ({''.join(key + ', ' for key in keys)}))"
+    scope = {"__builtins__": {}, "str": str, "map": map, "_words": _words, "_unique_keys": _unique_keys}
+    built: _EntryBuilder = eval(code, scope)  # noqa: S307 -- names by repr, values by position
+    return built
+
+
 def index_entry(event: Event) -> IndexEntry:
     """What storing ``event`` indexes: its timestamp text, full-text body and posting keys; computed once.
 
-    One pass over the event's fields: the body is every value but :data:`BODY_SKIP`'s, the
-    posting keys ``(field, value, epoch second)`` every value of :data:`TERM_FIELDS` (a value
-    twice in one event's array listed once).  The entry is kept on the (immutable) event and
+    The body is every value but :data:`BODY_SKIP`'s, in field order; the posting keys
+    ``(field, value, epoch second)`` every value of :data:`TERM_FIELDS` (a value twice in one
+    event's array listed once).  Built by code generated per list of field names
+    (:func:`_entry_builder`); values of a type the field does not hold (only from code that
+    bypassed validation) take the field-by-field path, :func:`_entry_general`, whose result
+    the generated code reproduces exactly.  The entry is kept on the (immutable) event and
     travels with it from a parse worker (:meth:`Event.to_wire`), so the single writer only
     groups the keys of a batch; an event changed by an enricher is a new event and gets its own.
-    (A per-shape variant gathering values with ``itemgetter`` was measured: no faster, the
-    cost is converting and joining the values.)
     """
     cached: IndexEntry | None = event.__dict__.get("_index")
     if cached is not None:
         return cached
+    fields = event.fields
     epoch = (event.timestamp - _EPOCH) // _SECOND
+    build: _EntryBuilder | None = shape_code(_ENTRY_BUILDERS, _entry_builder, tuple(fields))
+    if build is None:  # the first event of its field list, or a full cache
+        body, keys = _entry_general(fields, epoch)
+    else:
+        try:
+            body, keys = build(tuple(fields.values()), epoch)
+        except TypeError:
+            body, keys = _entry_general(fields, epoch)
+    entry: IndexEntry = (format_ts(event.timestamp), body, keys)
+    object.__setattr__(event, "_index", entry)  # a cache, as Event.to_json's: not a field, not copied
+    return entry
+
+
+def _entry_general(fields: Mapping[str, Value], epoch: int) -> tuple[str, tuple[tuple[str, str, int], ...]]:
+    """The body and posting keys of :func:`index_entry`, field by field, whatever type each value has."""
     words: list[str] = []
     keys: list[tuple[str, str, int]] = []
     role_of = _ROLE.get
-    for name, value in event.fields.items():
+    for name, value in fields.items():
         role = role_of(name, _BODY)
         if not role:
             continue
@@ -177,9 +254,7 @@ def index_entry(event: Event) -> IndexEntry:
                 words.append(item)
             if role & _TERM:
                 keys.append((name, item, epoch))
-    entry: IndexEntry = (format_ts(event.timestamp), " ".join(words), tuple(keys))
-    object.__setattr__(event, "_index", entry)  # a cache, as Event.to_json's: not a field, not copied
-    return entry
+    return " ".join(words), tuple(keys)
 
 
 def index_batch(numbered: Iterable[tuple[int, Event]]) -> tuple[list[tuple[int, str]], Postings]:

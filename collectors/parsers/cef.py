@@ -58,6 +58,10 @@ _TIME_FORMATS = ("%b %d %Y %H:%M:%S", "%b %d %Y %H:%M:%S.%f", "%b %d %H:%M:%S %Y
 
 def split_header(payload: str) -> tuple[list[str], str]:
     """The seven header fields (unescaped) and the raw extension."""
+    if "\\" not in payload:  # nothing escaped (the usual header): the first seven '|' end the fields
+        parts = payload.split("|", 7)
+        if len(parts) == 8:
+            return parts[:7], parts[7]
     fields: list[str] = []
     pos = 0
     for _ in range(7):
@@ -70,8 +74,57 @@ def split_header(payload: str) -> tuple[list[str], str]:
     return fields, payload[pos:]
 
 
+def _simple_extension(text: str) -> dict[str, str] | None:
+    """:func:`split_extension` for the usual extension, or None for any other.
+
+    The usual extension has no backslash and single spaces between its words, the first word
+    a ``key=``.  Every word that starts with ``key=`` is then a mark, and a value is the words
+    up to the next mark, joined by their spaces -- what the marks' regex finds, without it.
+    Anything else (escapes, tabs, doubled or trailing blanks, a first word that is not a key)
+    returns None and takes the general path, which also words the errors.
+    """
+    if "\\" in text:
+        return None
+    words = text.split(" ")
+    if words != text.split():
+        return None
+    out: dict[str, str] = {}
+    key = ""
+    value: list[str] = []
+    known = _KNOWN_KEYS
+    for word in words:
+        name, eq, rest = word.partition("=")
+        if eq and (name in known or _remember_key(name)):
+            if key:
+                out[key] = " ".join(value)
+            key, value = name, [rest]
+        elif key:
+            value.append(word)
+        else:
+            return None  # text before the first key: the general path says so
+    if key:
+        out[key] = " ".join(value)
+    return out
+
+
+#: extension keys seen to match the marks' key pattern; bounded, vendors' keys are few
+_KNOWN_KEYS: set[str] = set()
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]+")
+
+
+def _remember_key(name: str) -> bool:
+    if not _KEY_NAME.fullmatch(name):
+        return False
+    if len(_KNOWN_KEYS) < 4096:
+        _KNOWN_KEYS.add(name)
+    return True
+
+
 def split_extension(text: str) -> dict[str, str]:
     """The ``key=value`` pairs of a CEF extension, values unescaped."""
+    simple = _simple_extension(text)
+    if simple is not None:
+        return simple
     marks = [m for m in _EXT_KEY.finditer(text) if m.start() == 0 or text[m.start() - 1] != "\\"]
     if text.strip() and (not marks or text[: marks[0].start()].strip()):
         raise BadRecord(f"CEF extension does not start with key=value: {text[:60]!r}")

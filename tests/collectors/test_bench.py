@@ -7,7 +7,7 @@ from collectors.bench import TEMPLATES, describe_run, run_ingest_bench
 
 def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     printed: list[str] = []
-    result = run_ingest_bench(records=40, print_to=printed.append)
+    result = run_ingest_bench(records=40, print_to=printed.append, repeats=2)
     assert [row["format"] for row in result["formats"]] == list(TEMPLATES)
     for row in result["formats"]:
         assert row["events"] == 40  # SCADA: 1 row x 40 tags
@@ -20,6 +20,8 @@ def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     assert [(run["processes"], run["parse_workers"]) for run in runs] == [(1, 0), (1, 1), (1, 2), (2, 0)]
     for run in runs:
         assert run["events"] == 40 * len(TEMPLATES)  # every process's share, each stored once
+        assert len(run["rates"]) == 2 and run["events_per_s"] == max(run["rates"])  # each run on a new store
+        assert min(run["rates"]) <= run["events_per_s_median"] <= run["events_per_s"]
     assert printed[0].startswith("ingest benchmark, 40 records per format")
     assert [line.split(": ")[0].rsplit(", ", 1)[-1] for line in printed[-5:-1]] == [
         "1 collector process", "1 collector process + 1 parse worker", "1 collector process + 2 parse workers",
@@ -31,3 +33,4 @@ def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     best = result["end_to_end_best"]
     assert best["events_per_s"] == max(run["events_per_s"] for run in runs)
     assert printed[-1] == f"end to end, fastest here: {describe_run(best)}, {best['events_per_s']:,.0f} events/s"
+

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from store.errors import EventValidationError
-from store.event import Event
+from store.event import _VALIDATIONS, Event, shape_code
 from store.schema import FIELDS, markdown
 from tests.helpers import REPO, T0, event
 
@@ -142,3 +142,67 @@ def test_json_holds_what_orjson_refuses() -> None:
     assert back.get("event.duration") == 2**70
     assert back.get("message") == "bad \ud800 surrogate"
     assert json.loads(event(fields={"message": "ok"}).to_json())["message"] == "ok"
+
+
+def _loop(fields: dict[str, object]) -> dict[str, object]:
+    """The fields as Event's per-field loop makes them (a None value sends every field list there)."""
+    return dict(Event("x", T0, {**fields, "message": None}).fields)
+
+
+def test_the_per_shape_validation_gives_the_loops_fields_and_errors() -> None:
+    """One field list, many events: valid values are kept or normalised as by the loop, bad ones raise the same."""
+    good = {"source.ip": "10.0.0.1", "destination.ip": "2001:DB8::1", "related.ip": ("10.0.0.1", "10.0.0.2"),
+            "source.port": "502", "destination.port": 102, "event.category": ("network",), "event.type": "info",
+            "labels.site": "depot", "labels.count": 3, "ot.register.value": 7, "ot.request": True,
+            "event.created": "2026-11-21T15:00:00+07:00", "host.name": 7}  # fmt: skip
+    for _ in range(3):  # the first takes the loop, the second makes the field list's code, the third uses it
+        assert dict(Event("x", T0, good).fields) == _loop(good)
+    assert callable(_VALIDATIONS[tuple(good)])
+    fields = Event("x", T0, good).fields
+    assert fields["destination.ip"] == "2001:db8::1" and fields["source.port"] == 502
+    assert fields["event.type"] == ("info",) and fields["host.name"] == "7" and fields["ot.register.value"] == 7.0
+    bad_values = [("source.ip", "010.0.0.1", "not an IP address"), ("related.ip", ("10.0.0.1", "x"), "not an IP"),
+                  ("source.port", "٥٠٢", None), ("source.port", "5x", "is not an integer"),
+                  ("event.category", ("network", 5), None),
+                  ("ot.request", "yes", "is not a boolean"), ("labels.site", {"a": 1}, "not allowed"),
+                  ("source.ip", ["10.0.0.1"], "is not an array field")]  # fmt: skip
+    for name, value, message in bad_values:
+        fields_in = {**good, name: value}
+        if message is None:  # converted, not refused: the same conversion as the loop
+            assert dict(Event("x", T0, fields_in).fields) == _loop(fields_in)
+            continue
+        with pytest.raises(EventValidationError, match=message) as shaped:
+            Event("x", T0, fields_in)
+        with pytest.raises(EventValidationError) as looped:
+            _loop(fields_in)
+        assert str(shaped.value) == str(looped.value)
+    first_bad = {**good, "source.ip": "x", "ot.request": "yes"}  # the first bad field in order is reported
+    with pytest.raises(EventValidationError, match=r"field 'source\.ip'"):
+        Event("x", T0, first_bad)
+    assert "message" not in Event("x", T0, {**good, "message": None}).fields  # None is absent
+    ignored = {**good, "@timestamp": "ignored", "event.id": "ignored"}
+    assert Event("x", T0, ignored).fields == Event("x", T0, good).fields
+    with pytest.raises(EventValidationError, match=r"unknown field 'no\.such'"):
+        Event("x", T0, {**good, "no.such": "x"})
+
+
+def test_shape_code_is_made_from_the_second_event_of_a_field_list_and_never_once_the_cache_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[tuple[str, ...]] = []
+
+    def make(names: tuple[str, ...]) -> object:
+        made.append(names)
+        return lambda: names
+
+    cache: dict[tuple[str, ...], object] = {}
+    assert shape_code(cache, make, ("a",)) is None and made == []  # met once: the general path
+    code = shape_code(cache, make, ("a",))
+    assert callable(code) and made == [("a",)]
+    assert shape_code(cache, make, ("a",)) is code and made == [("a",)]  # made once
+    assert shape_code(cache, lambda names: None, ("b",)) is None
+    assert shape_code(cache, lambda names: None, ("b",)) is None and cache[("b",)] is not None  # refusal kept
+    monkeypatch.setattr("store.event._PLAN_CACHE_SIZE", len(cache))
+    for _ in range(3):
+        assert shape_code(cache, make, ("c",)) is None  # full: no new code, whatever the input's shapes
+    assert made == [("a",)] and ("c",) not in cache

@@ -13,7 +13,7 @@ import pytest
 from store.event import Event, format_ts
 from store.query import parse
 from store.sqlite import SQLiteStore
-from store.sqlite_events import FTS_AUTOMERGE, index_entry
+from store.sqlite_events import _ENTRY_BUILDERS, FTS_AUTOMERGE, _entry_general, index_entry
 from store.sqlite_upgrade import edit_table_sql, table_sql
 from tests.helpers import T0, event
 
@@ -486,3 +486,42 @@ def test_a_lone_surrogate_in_hostile_text_is_stored_as_a_replacement_character(t
     assert store.get_event(plain.id).fields == plain.fields
     assert [e.id for e in store.search_events("evil")] == [hostile.id]
     assert store.put_events([hostile]) == []  # the same record again: the same id, already stored
+
+
+def test_the_generated_index_entry_is_the_field_by_field_one(tmp_path: Path) -> None:
+    """Per field list, generated code makes the body and posting keys; they equal the general path's exactly."""
+    shapes = [
+        *sample(),
+        event(1, {"tags": ["a", "b", "a"], "related.ip": ["10.0.0.1", "10.0.0.2", "10.0.0.1"],
+                  "event.category": ["network"], "host.ip": ["10.0.0.1", "10.0.0.2", "10.0.0.1"],
+                  "host.mac": [], "source.port": 502, "event.risk_score": 2.5,
+                  "network.bytes": 0, "message": "", "labels.site": "depot 4", "labels.count": 3,
+                  "labels.ratio": 0.25, "labels.on": True, "labels.list": ["x", 1, False],
+                  "log.syslog.structured_data.origin": "plc", "observer.name": "skipped",
+                  "event.created": format_ts(T0)}),
+        event(2, {"source.ip": "10.0.0.3", "user.name": "bob", "event.action": "login", "event.outcome": "failure"}),
+    ]
+    for e in shapes:
+        index_entry(Event(e.id, e.timestamp, e.fields))  # the field list's first event: the general path
+        ts, body, keys = index_entry(e)  # the second: its generated code
+        assert callable(_ENTRY_BUILDERS[tuple(e.fields)])
+        assert (body, keys) == _entry_general(e.fields, int(e.timestamp.timestamp()))
+        assert ts == format_ts(e.timestamp)
+    mixed = shapes[-1]
+    assert index_entry(mixed)[2][0] == ("source.ip", "10.0.0.3", int(mixed.timestamp.timestamp()))
+    words = index_entry(shapes[-2])[1].split(" ")
+    assert words[:3] == ["a", "b", "a"] and "2.5" in words and "True" in words and "skipped" not in words
+    assert [k[1] for k in index_entry(shapes[-2])[2] if k[0] == "host.ip"] == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_a_value_of_a_type_its_field_does_not_hold_takes_the_general_path() -> None:
+    """An event built without validation (a keyword holding a number) still gets the general path's entry."""
+    good = event(0, {"user.name": "bob", "source.ip": "10.0.0.3", "message": "hi"})
+    bad = good._validated({"user.name": 42, "source.ip": "10.0.0.3", "message": "hi"})
+    epoch = int(bad.timestamp.timestamp())
+    index_entry(Event(good.id, good.timestamp, good.fields))  # the field list's first event
+    assert index_entry(good)[1] == "bob 10.0.0.3 hi"
+    assert callable(_ENTRY_BUILDERS[tuple(bad.fields)])  # so the bad event meets the generated code
+    _, body, keys = index_entry(bad)
+    assert (body, keys) == _entry_general(bad.fields, epoch) == ("42 10.0.0.3 hi", (("user.name", "42", epoch),
+                                                                                    ("source.ip", "10.0.0.3", epoch)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import zipfile
 from collections import Counter
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from collectors.base import BadRecord, NotMyFormat
-from collectors.parsers.auditd import JOIN_WINDOW, AuditdParser, split_pairs
+from collectors.parsers.auditd import _QUOTED_KEY, JOIN_WINDOW, AuditdParser, _simple_pairs, split_pairs
 from store.event import Event
 from tests.collectors.samples import record
 from tests.helpers import shared
@@ -146,3 +147,25 @@ def test_split_pairs_keeps_quoted_blanks_and_unquoted_runs() -> None:
 def test_unusable_lines(line: str, error: type[Exception], reason: str) -> None:
     with pytest.raises(error, match=reason.replace("(", r"\(").replace(")", r"\)")):
         AuditdParser().parse(record(line))
+
+
+def test_the_fast_path_for_plain_bodies_gives_what_the_marks_give() -> None:
+    """Bodies built from tricky keys, values and separators: wherever the fast path answers, it agrees."""
+    rnd = random.Random(9)
+    keys = ["a", "b", "a1", "_x", "1a", "a-b", "", "pid", "comm"]
+    values = ["", "x", "1", '"q"', '""', '"a b"', '"a"b"', "x=y", '"', 'x"', 'a="b"', "c\td", "\u00a0"]
+    separators = [" "] * 8 + ["  ", "\t"]
+    answered = 0
+    for _ in range(20_000):
+        body = "".join((rnd.choice(separators) if n else rnd.choice(["", "", " "])) + rnd.choice(keys) + "="
+                       + rnd.choice(values) for n in range(rnd.randrange(0, 5)))
+        fast = _simple_pairs(body)
+        if fast is None:
+            continue
+        answered += 1
+        quoted = {m[1] for m in _QUOTED_KEY.finditer(body)} if '="' in body else set()
+        assert fast == (split_pairs(body), quoted), body
+    assert answered > 1_000  # the fast path was exercised, not just refused
+    plain = 'arch=c000003e syscall=59 success=yes comm="curl" exe="/usr/bin/curl" key="netexec"'
+    assert _simple_pairs(plain) == (split_pairs(plain), {"comm", "exe", "key"})
+    assert _simple_pairs("proctitle=/usr/bin/java -jar x") is None  # auoms: blanks in an unquoted value

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 
 from collectors.base import BadRecord, NotMyFormat
+from collectors.parsers import cef
 from collectors.parsers.cef import CefParser, split_extension
 from tests.collectors.samples import DATA, parse_file, record
 from tests.helpers import T0
@@ -89,3 +91,55 @@ def test_extension_values_run_to_the_next_key() -> None:
 def test_unusable_lines(line: str, error: type[Exception], reason: str) -> None:
     with pytest.raises(error, match=reason):
         CefParser().parse(record(line))
+
+
+
+def _regex_extension(text: str, monkeypatch: pytest.MonkeyPatch) -> object:
+    """What the marks' regex gives for ``text`` (or the error it raises), with the fast path off."""
+    with monkeypatch.context() as patched:
+        patched.setattr(cef, "_simple_extension", lambda _text: None)
+        try:
+            return split_extension(text)
+        except BadRecord as exc:
+            return str(exc)
+
+
+def _regex_header(payload: str) -> object:
+    """The seven header fields as the header regex reads them (the general path of split_header)."""
+    fields: list[str] = []
+    pos = 0
+    for _ in range(7):
+        match = cef._HEADER_FIELD.match(payload, pos)
+        if match is None:
+            return f"CEF header has {len(fields)} of 7 '|'-separated fields"
+        fields.append(cef._HEADER_UNESCAPE.sub(r"\1", match[1]))
+        pos = match.end()
+    return fields, payload[pos:]
+
+
+def test_the_fast_paths_for_plain_headers_and_extensions_give_what_the_regexes_give(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Extensions and headers built from tricky parts: the fast paths agree with the regexes wherever they answer."""
+    rnd = random.Random(3)
+    keys = ["a", "src", "a.b", "x[1]", "-", "", "a b", "\u00e9"]
+    values = ["", "x", "1 2", "Denied flow 3", "a=b", " ", "\\=", "c\td", "x ", "=y"]
+    answered = 0
+    for _ in range(10_000):
+        text = rnd.choice(["", "", "junk "]) + "".join(
+            (rnd.choice([" ", " ", " ", "  "]) if n else "") + rnd.choice(keys) + "=" + rnd.choice(values)
+            for n in range(rnd.randrange(0, 5))
+        )
+        fast = cef._simple_extension(text)
+        if fast is not None:
+            answered += 1
+            assert fast == _regex_extension(text, monkeypatch), text
+    assert answered > 500  # the fast path was exercised, not just refused
+    parts = ["a", "", "b\\|c", "\\\\", "x|", "|"]
+    for _ in range(5_000):
+        payload = "|".join(rnd.choice(parts) for _ in range(rnd.randrange(5, 10)))
+        try:
+            got: object = cef.split_header(payload)
+        except BadRecord as exc:
+            got = str(exc)
+        assert got == _regex_header(payload), payload
