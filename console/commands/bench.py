@@ -35,14 +35,15 @@ def detect(sigma_windows: Path, regression: Path, events: int, reference_events:
     click.echo(f"loaded the Windows pack in {load_seconds:.1f} s (one core, one thread)")
     click.echo(f"per-event loop of the anchor index: {implementation()}")
     click.echo(f"{'workload':<25} {'rules':>6} {'events':>7} {'indexed ev/s':>13} {'per CPU-s':>10} "
-               f"{'reference ev/s':>15} {'speed-up':>9} {'matches':>8}")
+               f"{'(median)':>10} {'reference ev/s':>15} {'speed-up':>9} {'matches':>8}")
     for row in rows:
         click.echo(
             f"{row.workload:<25} {row.rules:>6} {row.events:>7} {row.indexed_eps:>13,.0f} "
-            f"{row.indexed_cpu_eps:>10,.0f} "
+            f"{row.indexed_cpu_eps:>10,.0f} {row.indexed_cpu_median:>10,.0f} "
             f"{row.reference_eps:>15,.0f} {row.indexed_eps / row.reference_eps:>8.1f}x {row.matches:>8}"
         )
-    click.echo("indexed ev/s is over wall time; per CPU-s over the benchmark thread's CPU time (events/s per core)")
+    click.echo("indexed ev/s is over wall time; per CPU-s over the benchmark thread's CPU time (events/s per core):")
+    click.echo("the best of 3 runs, each on a new rule set and fresh event copies, and (median) of the three")
     click.echo(f"peak memory (max RSS): {peak_kib / 1024:.0f} MiB")
     sys.stdout.flush()
 
@@ -53,7 +54,7 @@ def ingest(records: int) -> None:
     """Events/s for parse, parse+normalise+store per format and end to end, against a raw-insert reference.
 
     End to end: one collector inline, with one and with two parse workers, and two collector processes;
-    the last line names the fastest of them on this machine.
+    each 3 times on a new store (best and median); the last line names the fastest of them on this machine.
     """
     from collectors.bench import run_ingest_bench
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import re._parser as sre_parser  # the parser re itself uses; sre_parse is its deprecated alias
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -328,5 +329,8 @@ def generate(tree: Node) -> Callable[[Any], bool]:
     # the source is built above from generated names and repr() of str literals only
     exec(compile(source, "<sigma predicate>", "exec"), namespace)  # noqa: S102
     predicate: Callable[[Any], bool] = namespace["predicate"]  # type: ignore[assignment]
+    # field names interned: the objects events carry as keys, so each lookup is an identity check
+    code = predicate.__code__
+    predicate.__code__ = code.replace(co_consts=tuple(sys.intern(c) if type(c) is str else c for c in code.co_consts))
     predicate.__doc__ = source  # what runs, for debugging
     return predicate

@@ -20,10 +20,13 @@ skipped when the value contains none of a few short substrings covering all the 
 literals (:func:`gram_cover`; what keeps the raw record, searched by keyword rules, cheap).
 Values repeat all day (images, parents, users), so the masks of values seen are remembered
 per field, keyed by the value as sent.  That per-event loop is compiled
-(``detections/sigma/_hitmask.c``: the field lookups, the lower-casing and pre-check of new
-values, the automaton pass and the OR into one buffer); :meth:`AnchorIndex.hit_mask` and
-:meth:`AnchorIndex._value_mask` in Python are its specification and run when the module is not
-built (``tests/detections/sigma/test_hitmask.py`` holds them to the same results).
+(``detections/sigma/_hitmask.c``: the field lookups, the pre-check of new values, the automaton
+pass and the OR into one buffer), with each field's automaton also compiled to a DFA that reads
+ASCII values as sent (``_hitmask.Automaton``) and the value caches hashed with a fast keyed hash
+(``_hitmask.ValueCache``); :meth:`AnchorIndex.hit_mask` and :meth:`AnchorIndex._value_mask` in
+Python, with dict caches and the ``pyahocorasick`` automata, are its specification and run when
+the module is not built (``tests/detections/sigma/test_hitmask.py`` holds them to the same
+results).
 
 The candidates are a function of ``H`` alone, and benign events give the same few ``H`` over
 and over, so they are remembered per ``H`` (bounded).  On a miss: the rules whose trigger bit
@@ -34,6 +37,7 @@ rest is sorted into load order.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import reduce
 from operator import itemgetter, or_
@@ -43,11 +47,23 @@ import ahocorasick
 
 from detections.sigma.anchors import Anchor, Clause, RuleAnchors
 
+
+class _Cache(Protocol):
+    """A field's value cache: a dict, or the compiled ``ValueCache`` (hashed with a fast keyed hash)."""
+
+    def get(self, value: Any, /) -> int | None: ...
+    def __setitem__(self, value: str, mask: int, /) -> None: ...
+    def __len__(self) -> int: ...
+    def clear(self) -> None: ...
+
+
 _compiled: Callable[..., int | None] | None
+_new_cache: Callable[[], _Cache]
 try:  # the per-event loops compiled (detections/sigma/_hitmask.c); the same loops in Python otherwise
     from detections.sigma import _hitmask
 except ImportError:  # pragma: no cover -- installed without a C compiler
     _compiled = None
+    _new_cache = dict
 
     def route_key(fields: Mapping[str, Any], names: tuple[str, ...], /) -> tuple[Any, ...]:
         """The values of the named fields (None when absent): the key an event is routed by."""
@@ -55,6 +71,7 @@ except ImportError:  # pragma: no cover -- installed without a C compiler
 
 else:
     _compiled = _hitmask.hit_mask
+    _new_cache = _hitmask.ValueCache
     route_key = _hitmask.route_key
 
 _second = itemgetter(1)
@@ -71,6 +88,10 @@ MAX_GRAM_LITERALS = 64
 
 #: static selectivity of an anchor kind: an equality must match the whole value, a contains anywhere
 _KIND_WEIGHT = {"eq": 3, "num": 3, "prefix": 2, "suffix": 1, "contains": 0}
+
+
+#: candidates: (rule index, its predicate), in load order
+_Entries = tuple[tuple[int, Callable[[Any], bool]], ...]
 
 
 class _Event(Protocol):
@@ -278,6 +299,8 @@ class AnchorIndex:
         self._automata: dict[str, tuple[Any, str, str, str]] = {}
         #: field -> substrings one of which a value must contain for the automaton to find anything
         self._grams: dict[str, tuple[str, ...]] = {}
+        #: field -> its automaton compiled to a DFA (``_hitmask.Automaton``), when the extension is built
+        self._dfas: dict[str, Any] = {}
         for name, literals in affixes.items():
             start, end, stand_in = _marks(literals)
             automaton = ahocorasick.Automaton()
@@ -290,6 +313,8 @@ class AnchorIndex:
                 automaton.add_word(key, mask)
             automaton.make_automaton()
             self._automata[name] = (automaton, start, end, stand_in)
+            if _compiled is not None:  # the same keys as a DFA, for the compiled loop's ASCII values
+                self._dfas[name] = _hitmask.Automaton(list(keys.items()), start, end, stand_in)
             grams = gram_cover(literals)
             if grams is not None:
                 self._grams[name] = grams
@@ -299,9 +324,11 @@ class AnchorIndex:
         self._looked_at = frozenset(self.fields) | frozenset(self.number_fields)
         #: no anchor on @timestamp / event.id, which live on the event record, not in its fields
         self._record_free = not self._looked_at & {"@timestamp", "event.id"}
+        #: matching() calls the compiled loop itself (when built): fields to look at, all in the event's fields
+        self._direct = self._record_free and bool(self._looked_at)
         #: field -> {value as sent -> its mask}: images, parents, users and the like repeat all day,
         #: so most values are looked up once (text values only; bounded per field, cleared when full)
-        self._seen: dict[str, dict[Any, int]] = {name: {} for name in sorted(self._looked_at)}
+        self._seen: dict[str, _Cache] = {name: _new_cache() for name in sorted(self._looked_at)}
         #: equal masks share one object: many distinct values (command lines) hit the same anchors
         self._masks: dict[int, int] = {}
         self._masks_limit = SEEN_PER_FIELD * max(1, len(self._looked_at))
@@ -310,10 +337,12 @@ class AnchorIndex:
         for name, seen in self._seen.items():
             automaton, start, end, stand_in = self._automata.get(name) or (None, *_marks(()))
             grams = self._grams.get(name)
-            self._tables[name] = (seen, self._equal.get(name), automaton, start, end, stand_in,
-                                  grams, name not in self._numbers, _pairs(grams))  # fmt: skip
+            # keyed by the interned name: events carry the same objects (store.event), so a lookup is an identity check
+            in_c, dfa = name not in self._numbers, self._dfas.get(name)
+            self._tables[sys.intern(name)] = (seen, self._equal.get(name), automaton, start, end, stand_in, grams,
+                                              in_c, _pairs(grams), dfa)  # fmt: skip
         #: hit mask -> (rule index, predicate) of its candidates
-        self._by_mask: dict[int, tuple[tuple[int, Callable[[Any], bool]], ...]] = {}
+        self._by_mask: dict[int, _Entries] = {}
 
     # ------------------------------------------------------------------ per event
 
@@ -393,7 +422,7 @@ class AnchorIndex:
             hits |= self._value_mask(ctx, name, raw) if mask is None else mask
         return hits
 
-    def _from_mask(self, hits: int) -> tuple[tuple[int, Callable[[Any], bool]], ...]:
+    def _from_mask(self, hits: int) -> _Entries:
         """Candidates of a hit mask, in load order, with their predicates."""
         full, exclude, rules, rule_of = self._full, self._exclude, self.rules, self._rule_of
         out: list[tuple[int, Callable[[Any], bool]]] = []
@@ -414,15 +443,17 @@ class AnchorIndex:
         out.sort(key=itemgetter(0))  # bits follow selectivity, matches follow load order
         return tuple(out)
 
-    def _entries(self, ctx: _Context) -> tuple[tuple[int, Callable[[Any], bool]], ...]:
+    def _remember(self, hits: int) -> _Entries:
+        """The candidates of a hit mask met for the first time (since the memory was last cleared)."""
+        if len(self._by_mask) >= SEEN_MASKS:
+            self._by_mask.clear()
+        entries = self._by_mask[hits] = self._from_mask(hits)
+        return entries
+
+    def _entries(self, ctx: _Context) -> _Entries:
         hits = self.hit_mask(ctx) if self._looked_at else 0
         entries = self._by_mask.get(hits)
-        if entries is None:
-            entries = self._from_mask(hits)
-            if len(self._by_mask) >= SEEN_MASKS:
-                self._by_mask.clear()
-            self._by_mask[hits] = entries
-        return entries
+        return self._remember(hits) if entries is None else entries
 
     def candidates(self, ctx: _Context) -> list[int]:
         """Indices (in load order) of the rules whose clauses all hold and no exclusion holds, plus unanchored ones."""
@@ -434,7 +465,17 @@ class AnchorIndex:
 
     def matching(self, ctx: _Context) -> list[Any]:
         """The rules that match (the objects, in load order): :meth:`match` without the indices."""
-        entries = self._entries(ctx)
+        # _entries and hit_mask inlined: this runs once per event, and each Python call costs
+        if _compiled is not None and self._direct:
+            hits = _compiled(ctx.event.fields, self._tables, self._value_mask, ctx, self._masks, SEEN_PER_FIELD,
+                             self._masks_limit)  # fmt: skip
+            if hits is None:
+                hits = self.hit_mask(ctx)
+        else:
+            hits = self.hit_mask(ctx) if self._looked_at else 0
+        entries = self._by_mask.get(hits)
+        if entries is None:
+            entries = self._remember(hits)
         if not entries:  # most events: no candidate at all
             return []
         rules = self.rules

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import operator
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
@@ -89,6 +90,13 @@ from store.event import Event, Scalar, parse_ts
 
 if TYPE_CHECKING:
     from detections.sigma.loader import LoadReport
+
+    _ContextBase = dict[str, "str | tuple[str, ...] | None"]
+else:
+    try:  # a dict whose __missing__ lower-cases text fields in C (detections/sigma/_hitmask.c)
+        from detections.sigma._hitmask import LowerContext as _ContextBase
+    except ImportError:  # pragma: no cover -- installed without a C compiler
+        _ContextBase = dict
 
 
 class LogsourceKey(NamedTuple):
@@ -248,13 +256,15 @@ def _text(value: Scalar) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-class MatchContext(dict[str, "str | tuple[str, ...] | None"]):
+class MatchContext(_ContextBase):
     """One event under evaluation; as a mapping, field name -> the field's lower-cased text.
 
-    A value is lower-cased on its first access (``__missing__``) and then shared by every rule
-    evaluated on the event.  The context is itself the cache, so an event costs one allocation,
-    and generated predicates read a field with one dict subscript (in C when cached).  Being a
-    dict, a fresh context is falsy and unhashable: test it with ``is None``, never by truth.
+    A value is lower-cased on its first access (``__missing__``: the compiled base's for text
+    fields and absent ones, :meth:`_lower_missing` for the rest, or for all of them when the
+    extension is not built) and then shared by every rule evaluated on the event.  The context
+    is itself the cache, so an event costs one allocation, and generated predicates read a
+    field with one dict subscript (in C when cached).  Being a dict, a fresh context is falsy
+    and unhashable: test it with ``is None``, never by truth.
     """
 
     __slots__ = ("event",)
@@ -269,7 +279,8 @@ class MatchContext(dict[str, "str | tuple[str, ...] | None"]):
     def lower(self, name: str) -> str | tuple[str, ...] | None:
         return self[name]
 
-    def __missing__(self, name: str) -> str | tuple[str, ...] | None:
+    def _lower_missing(self, name: str) -> str | tuple[str, ...] | None:
+        """The field's lower-cased text (None when absent), kept in the context."""
         value = self.event.fields.get(name) if name not in RECORD_FIELDS else self.event.get(name)
         out: str | tuple[str, ...] | None
         if type(value) is str:
@@ -282,6 +293,9 @@ class MatchContext(dict[str, "str | tuple[str, ...] | None"]):
             out = _text(value).lower()
         self[name] = out
         return out
+
+    if _ContextBase is dict:  # no compiled base: every first read takes the Python path
+        __missing__ = _lower_missing
 
 
 Predicate = Callable[[MatchContext], bool]
@@ -894,7 +908,7 @@ class RuleSet:
                 raise RuleSetError(f"duplicate rule id {rule.rule_id} ({first.title!r} and {rule.title!r})")
         self.routes = dict(ROUTES if routes is None else routes)
         self._router = _Router(self.routes)
-        self._route_fields = self._router.fields
+        self._route_fields = tuple(map(sys.intern, self._router.fields))  # the name objects events carry
         self._by_logsource: dict[LogsourceKey, tuple[CompiledRule, ...]] = {}
         for rule in self.rules:
             self._by_logsource[rule.logsource] = (*self._by_logsource.get(rule.logsource, ()), rule)
