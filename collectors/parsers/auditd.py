@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
+from collectors.names import KnownNames
 from store.errors import EventValidationError
 from store.event import Event, Value, stable_id
 
@@ -89,10 +90,10 @@ def _simple_pairs(body: str) -> tuple[dict[str, str], set[str]] | None:
         return None
     pairs: dict[str, str] = {}
     quoted: set[str] = set()
-    known = _KNOWN_KEYS
+    known = _KEYS.seen
     for token in tokens:
         key, eq, value = token.partition("=")
-        if not eq or (key not in known and not _remember_key(key)):
+        if not eq or (key not in known and not _KEYS.matches(key)):
             return None
         if value.startswith('"'):
             if len(value) < 2 or not value.endswith('"') or '"' in value[1:-1]:
@@ -103,17 +104,8 @@ def _simple_pairs(body: str) -> tuple[dict[str, str], set[str]] | None:
     return pairs, quoted
 
 
-#: keys seen to match ``[A-Za-z_][A-Za-z0-9_]*`` (what a mark's key is); bounded, keys are few
-_KNOWN_KEYS: set[str] = set()
-_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _remember_key(key: str) -> bool:
-    if not _KEY_NAME.fullmatch(key):
-        return False
-    if len(_KNOWN_KEYS) < 4096:
-        _KNOWN_KEYS.add(key)
-    return True
+#: keys of the form a mark's key has (``[A-Za-z_][A-Za-z0-9_]*``), remembered once met
+_KEYS = KnownNames(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def split_pairs(body: str) -> dict[str, str]:

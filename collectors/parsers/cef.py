@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
+from collectors.names import KnownNames
 from store.errors import EventValidationError
 from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
@@ -91,10 +92,10 @@ def _simple_extension(text: str) -> dict[str, str] | None:
     out: dict[str, str] = {}
     key = ""
     value: list[str] = []
-    known = _KNOWN_KEYS
+    known = _KEYS.seen
     for word in words:
         name, eq, rest = word.partition("=")
-        if eq and (name in known or _remember_key(name)):
+        if eq and (name in known or _KEYS.matches(name)):
             if key:
                 out[key] = " ".join(value)
             key, value = name, [rest]
@@ -107,17 +108,8 @@ def _simple_extension(text: str) -> dict[str, str] | None:
     return out
 
 
-#: extension keys seen to match the marks' key pattern; bounded, vendors' keys are few
-_KNOWN_KEYS: set[str] = set()
-_KEY_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]+")
-
-
-def _remember_key(name: str) -> bool:
-    if not _KEY_NAME.fullmatch(name):
-        return False
-    if len(_KNOWN_KEYS) < 4096:
-        _KNOWN_KEYS.add(name)
-    return True
+#: extension keys of the form the marks' key pattern has, remembered once met
+_KEYS = KnownNames(r"[A-Za-z0-9_.\[\]-]+")
 
 
 def split_extension(text: str) -> dict[str, str]:
