@@ -180,7 +180,7 @@ def _plan(names: tuple[str, ...]) -> _Plan | None:
 #: builds the JSON document of events with one list of field names, keys already in sorted order (the encoder
 #: then need not sort): (values in field order, id, timestamp text, schema version) -> document
 _Builder = Callable[[tuple[Value, ...], str, str, str], dict[str, Any]]
-_BUILDERS: dict[tuple[str, ...], _Builder | None] = {}
+_BUILDERS: dict[tuple[str, ...], Any] = {}  # the builder, or shape_code's markers
 #: top-level keys the document itself writes after the fields (a field under them takes the general path)
 _RESERVED_ROOTS = frozenset({"ecs", "citysoc"})
 
@@ -819,7 +819,7 @@ class Event:
         if text is not None:
             return text
         fields = self.fields
-        build = _per_shape(_BUILDERS, _builder, tuple(fields))
+        build = shape_code(_BUILDERS, _builder, tuple(fields))  # generated from a field list's second event on
         if build is not None:
             index = self.__dict__.get("_index")  # the store's index entry starts with the same text, if made first
             ts = index[0] if index is not None else format_ts(self.timestamp)
