@@ -121,15 +121,16 @@ def _repeated(
     that best CPU rate, the median CPU rate, the matches and the last rule set.
     """
     runs: list[tuple[float, float, int]] = []
-    ruleset = RuleSet(rules)
+    ruleset: RuleSet | None = None
     for _ in range(REPEATS):
-        ruleset = RuleSet(rules)
+        ruleset = RuleSet(rules)  # one at a time: the last run's is freed when the next is made
         for event in base:  # warm the per-logsource indexes, as a running stream has
             ruleset.match(event)
         runs.append(_rates(arriving(workload), _indexed(ruleset)))
     if len({matches for _, _, matches in runs}) != 1:
         raise BenchError(f"the runs found different numbers of matches: {[m for _, _, m in runs]}")
     wall, best, matches = max(runs, key=lambda run: run[1])
+    assert ruleset is not None  # REPEATS >= 1
     return wall, best, sorted(cpu for _, cpu, _ in runs)[len(runs) // 2], matches, ruleset
 
 

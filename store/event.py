@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from types import MappingProxyType
+from types import CodeType, MappingProxyType
 from typing import Any, TypeVar
 
 import orjson
@@ -661,8 +661,13 @@ def _validation(names: tuple[str, ...]) -> _Validation | None:
     scope["seen"] = _CANONICAL_SEEN
     built: _Validation = eval(f"lambda v: {{{', '.join(items)}}}", scope)  # noqa: S307 -- names by repr
     # the field names it puts in each event are the interned ones, the objects detection indexes by
-    built.__code__ = built.__code__.replace(co_consts=_interned(built.__code__.co_consts))
+    built.__code__ = interned_code(built.__code__)
     return built
+
+
+def interned_code(code: CodeType) -> CodeType:
+    """``code`` with every string constant interned (field names in generated code: the objects events carry)."""
+    return code.replace(co_consts=_interned(code.co_consts))
 
 
 def _interned(constants: tuple[Any, ...]) -> tuple[Any, ...]:

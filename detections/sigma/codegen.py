@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import re
 import re._parser as sre_parser  # the parser re itself uses; sre_parse is its deprecated alias
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from store.event import interned_code
 
 #: names Event.get answers from the record itself rather than from its fields
 RECORD_FIELDS = frozenset({"@timestamp", "event.id"})
@@ -330,7 +331,6 @@ def generate(tree: Node) -> Callable[[Any], bool]:
     exec(compile(source, "<sigma predicate>", "exec"), namespace)  # noqa: S102
     predicate: Callable[[Any], bool] = namespace["predicate"]  # type: ignore[assignment]
     # field names interned: the objects events carry as keys, so each lookup is an identity check
-    code = predicate.__code__
-    predicate.__code__ = code.replace(co_consts=tuple(sys.intern(c) if type(c) is str else c for c in code.co_consts))
+    predicate.__code__ = interned_code(predicate.__code__)
     predicate.__doc__ = source  # what runs, for debugging
     return predicate

@@ -324,8 +324,6 @@ class AnchorIndex:
         self._looked_at = frozenset(self.fields) | frozenset(self.number_fields)
         #: no anchor on @timestamp / event.id, which live on the event record, not in its fields
         self._record_free = not self._looked_at & {"@timestamp", "event.id"}
-        #: matching() calls the compiled loop itself (when built): fields to look at, all in the event's fields
-        self._direct = self._record_free and bool(self._looked_at)
         #: field -> {value as sent -> its mask}: images, parents, users and the like repeat all day,
         #: so most values are looked up once (text values only; bounded per field, cleared when full)
         self._seen: dict[str, _Cache] = {name: _new_cache() for name in sorted(self._looked_at)}
@@ -465,17 +463,7 @@ class AnchorIndex:
 
     def matching(self, ctx: _Context) -> list[Any]:
         """The rules that match (the objects, in load order): :meth:`match` without the indices."""
-        # _entries and hit_mask inlined: this runs once per event, and each Python call costs
-        if _compiled is not None and self._direct:
-            hits = _compiled(ctx.event.fields, self._tables, self._value_mask, ctx, self._masks, SEEN_PER_FIELD,
-                             self._masks_limit)  # fmt: skip
-            if hits is None:
-                hits = self.hit_mask(ctx)
-        else:
-            hits = self.hit_mask(ctx) if self._looked_at else 0
-        entries = self._by_mask.get(hits)
-        if entries is None:
-            entries = self._remember(hits)
+        entries = self._entries(ctx)
         if not entries:  # most events: no candidate at all
             return []
         rules = self.rules
