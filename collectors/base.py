@@ -30,6 +30,11 @@ class NotMyFormat(CollectorError):
     """The record is not in this parser's format."""
 
 
+#: why JSON nested deeper than Python's decoder goes (~1,000 levels; a hostile record can) is refused:
+#: the decoder raises RecursionError, which each JSON reader turns into a bad record with this reason
+NESTED_TOO_DEEP = "invalid JSON: arrays or objects nested deeper than the decoder reads"
+
+
 class BadRecord(CollectorError):
     """The record is in this parser's format but cannot be used; the message says why."""
 

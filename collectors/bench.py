@@ -24,8 +24,8 @@ store, as ``citysoc ingest`` does: in one process parsing inline (one core); in
 one collector process with one parse worker process (parsing on one core, storing
 on the other, as ``citysoc ingest --parse-workers 1``); in one collector process
 with two parse workers (``--parse-workers 2``: one writer, two parsing processes
-sharing the two cores); and with the formats shared between two collector
-processes writing the same database.  Each run also
+sharing the two cores); and with two collector processes writing the same
+database, each tailing one of two sources of every format.  Each run also
 reports the CPU the collector processes spent per event (with a parse worker: what
 the one writer spends).  The per-format rows run on one thread, so they are per
 core; events/s counts stored events (a SCADA row is one event per tag, so its
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.base import CollectorError, RawRecord, get_parser
-from collectors.pipeline import IngestPipeline
+from collectors.pipeline import IngestPipeline, settle_heap
 from collectors.provenance import Provenance
 from collectors.transports.files import FileCollector
 from store.bench import bench_put_events
@@ -221,10 +221,26 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def source_files(workdir: Path, records: int, parts: int) -> list[list[tuple[str, Path]]]:
+    """Each format's ``records`` written as ``parts`` log files (sources of one kind: two gateways, two
+    firewalls...), made once per work directory; part n of every format, as (format, file), for process n."""
+    files: list[list[tuple[str, Path]]] = [[] for _ in range(parts)]
+    for fmt in TEMPLATES:
+        lines = make_lines(fmt, records, seed=11)
+        head, body = (lines[:1], lines[1:]) if fmt == "scada.csv" else ([], lines)  # the CSV header in each part
+        for n in range(parts):
+            path = workdir / f"{fmt}.{n + 1}-of-{parts}.log"
+            if not path.exists():
+                path.write_text("\n".join(head + body[n::parts]) + "\n", encoding="utf-8")
+            files[n].append((fmt, path))
+    return files
+
+
 def _collect(
-    names: list[str], workdir: str, store_path: str, name: str, start: Any, out: Any, parse_workers: int = 0
+    files: list[tuple[str, str]], workdir: str, store_path: str, name: str, start: Any, out: Any,
+    parse_workers: int = 0,
 ) -> None:
-    """One collector process: FileCollector on each named format's file, into the shared store."""
+    """One collector process: FileCollector on each (format, log file), into the shared store."""
     import collectors.parsers  # noqa: F401 -- registers the parsers in this (spawned) process
 
     store = SQLiteStore(store_path)
@@ -235,12 +251,13 @@ def _collect(
             FileCollector(
                 pipeline,
                 get_parser(fmt),
-                Path(workdir) / f"{fmt}.log",
+                Path(path),
                 Path(workdir) / "state" / Path(store_path).stem / name,
                 batch_size=BATCH,
             )
-            for fmt in names
+            for fmt, path in files
         ]
+        settle_heap()  # as ``citysoc ingest`` does once it is set up
         start.wait()  # every process is set up before the clock starts
         workers = pipeline.parse_worker_pids()
         began, cpu, worker_cpu = time.time(), time.process_time(), _cpu_seconds(workers)
@@ -261,27 +278,25 @@ def end_to_end(
 ) -> dict[str, Any]:
     """Every format from log files through FileCollector into one store (a new one per ``attempt``).
 
-    With ``processes`` > 1 the formats are shared round-robin between that many collector
-    processes writing to the same database (SQLite serialises their transactions), as a
-    deployment runs one collector per group of sources.  With ``parse_workers`` each collector
+    With ``processes`` > 1 each format's records come from that many sources (log files, as a
+    city has several gateways and firewalls of one kind) and each collector process tails one
+    source of every kind, so the processes carry the same load (:func:`source_files`), writing
+    to the same database (SQLite serialises their transactions).  With ``parse_workers`` each collector
     parses in that many worker processes and only stores itself.  Wall time runs from the
     moment every process (and worker) is ready to the end of the last one.
     """
-    for fmt in TEMPLATES:
-        path = workdir / f"{fmt}.log"
-        if not path.exists():
-            path.write_text("\n".join(make_lines(fmt, records, seed=11)) + "\n", encoding="utf-8")
+    groups = source_files(workdir, records, processes)
     store_path = workdir / f"end-to-end-{processes}-{parse_workers}-{attempt}.db"  # a new store per run
     SQLiteStore(store_path).close()  # schema created once, before the writers start
     os.sync()  # what the stages before wrote goes to disk now, not during this run
-    groups = [list(TEMPLATES)[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("spawn")  # no inherited locks or connections
     start = context.Barrier(processes)
     out = context.Queue()
     workers = [
         context.Process(
             target=_collect,
-            args=(group, str(workdir), str(store_path), f"bench-e2e-{n}", start, out, parse_workers),
+            args=([(fmt, str(path)) for fmt, path in group], str(workdir), str(store_path), f"bench-e2e-{n}", start,
+                  out, parse_workers),
         )
         for n, group in enumerate(groups)
     ]

@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime
 
 from collectors.base import Parser, RawRecord
-from store.event import Event, Value, format_ts, validate_field
+from store.event import Event, Value, format_ts, plain_fields, validate_field
 
 AGENT_VERSION = "0.1.0"
 
@@ -88,7 +88,7 @@ class Provenance:
         """``event`` with its provenance (see :meth:`collectors.pipeline.IngestPipeline.provenance`)."""
         fixed, defaults = self._constant(record, parser)
         own = event.fields
-        merged: dict[str, Value] = dict(own)
+        merged = plain_fields(own)
         merged.update(fixed)
         for name, value in defaults.items():
             if name not in own:

@@ -125,6 +125,7 @@ def ingest(
         return
     if not fmt:
         raise click.UsageError("--format is required (see --list)")
+    from collectors.pipeline import settle_heap
     from collectors.transports.files import FileCollector
     from collectors.transports.syslog import SyslogServer
     from console.runtime import build_runtime
@@ -138,6 +139,7 @@ def ingest(
         server.start()
         click.echo(f"syslog on udp {server.udp_address} tcp {server.tcp_address}", err=True)
     collectors = [FileCollector(runtime.pipeline, parser, path, home() / "state") for path in files]
+    settle_heap()  # a collector process from here on
     try:
         if follow or server is not None:
             threads = [threading.Thread(target=c.follow, args=(stop,), daemon=True) for c in collectors]

@@ -45,6 +45,14 @@ class Store(abc.ABC):
     def put_events(self, events: Sequence[Event]) -> list[Event]:
         """Store events; ids already stored are skipped.  Returns the new ones."""
 
+    def try_put_events(self, events: Sequence[Event]) -> list[Event] | None:
+        """:meth:`put_events` unless that would wait for another writer: then None, and nothing is stored.
+
+        For a store whose writers queue on one lock (the embedded store: one SQLite writer at a
+        time), so a collector can parse its next batch instead of waiting.  The default stores.
+        """
+        return self.put_events(events)
+
     @abc.abstractmethod
     def get_event(self, event_id: str) -> Event: ...
 

@@ -616,6 +616,11 @@ def _from_wire(wire: Wire) -> Event:
 
 _NO_FIELDS: Mapping[str, Value] = MappingProxyType({})
 
+
+def plain_fields(fields: Mapping[str, Value]) -> dict[str, Value]:
+    """A new dict of an event's fields: the proxied dict's own copy (``dict(proxy)`` goes key by key)."""
+    return fields.copy() if type(fields) is MappingProxyType else dict(fields)
+
 #: validates the values of one list of field names (in field order) into the event's field dict
 _Validation = Callable[[tuple[Any, ...]], dict[str, Value]]
 _VALIDATIONS: dict[tuple[str, ...], Any] = {}  # see shape_code
@@ -741,7 +746,7 @@ class Event:
         Only the new values are validated: the existing ones were checked when
         this event was built, and events are immutable.
         """
-        merged: dict[str, Value] = dict(self.fields)
+        merged: dict[str, Value] = plain_fields(self.fields)
         passing = _PASS_UNCHANGED
         for name, value in values.items():
             if value is not None and passing.get(name) is type(value):
@@ -847,7 +852,7 @@ class Event:
         return (
             self.id,
             (self.timestamp - _EPOCH) // _MICROSECOND,
-            dict(self.fields),
+            plain_fields(self.fields),
             self.schema_version,
             cached.get("_json"),
             cached.get("_index"),

@@ -13,8 +13,10 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
@@ -107,6 +109,11 @@ TERM_FIELDS = sqlite_events.TERM_FIELDS
 
 GENESIS = "0" * 64
 
+#: how long a writer waits for another one's transaction before the store gives up with an error
+BUSY_TIMEOUT_MS = 60_000
+#: a waiting writer tries again after this many seconds, doubling up to the last (SQLiteStore._begin)
+_FIRST_NAP, _LAST_NAP = 0.0001, 0.001
+
 #: Columns added to existing tables after the first release: (table, column, declaration), added when missing.
 MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     ("users", "agencies", "TEXT NOT NULL DEFAULT '[]'"),
@@ -133,6 +140,20 @@ def _dumps(value: Any) -> str:
 def _audit_hash(seq: int, at: str, actor: str, action: str, obj: str, details: str, prev: str) -> str:
     payload = _dumps([seq, at, actor, action, obj, json.loads(details), prev])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _EventRows:
+    """A batch of events built into rows before the write lock (``SQLiteStore._new_events``)."""
+
+    events: list[Event]  # not stored yet as far as seen: first occurrence of each id
+    dropped: int  # events left out because their ids were found stored
+    bodies: list[tuple[int, str]]  # (k, full-text body)
+    postings: sqlite_events.Postings
+    guess: int  # the first free rid when the rows were built
+    rows: list[tuple[Any, ...]]  # events table rows numbered from ``guess``
+    bodies_in: list[tuple[int, str]]  # (rid, body) numbered from ``guess``
+    terms: list[sqlite_events.Posting]  # posting rows numbered from ``guess``
 
 
 class SQLiteStore(Store):
@@ -172,13 +193,15 @@ class SQLiteStore(Store):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                )
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open embedded store at {self.path}: {exc}") from exc
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
             # checkpoint the WAL every ~40 MB instead of 4 MB: pages rewritten meanwhile (indexes, full-text
             # segments) are copied to the database once, and the writer stops for a checkpoint a tenth as often
@@ -195,7 +218,7 @@ class SQLiteStore(Store):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn)
         try:
             yield conn
         except BaseException:
@@ -203,6 +226,37 @@ class SQLiteStore(Store):
             raise
         else:
             conn.execute("COMMIT")
+
+    @staticmethod
+    def _begin(conn: sqlite3.Connection, wait: bool = True) -> bool:
+        """``BEGIN IMMEDIATE`` (take the write lock); False at once, without ``wait``, while another connection has it.
+
+        Waiting polls every millisecond or less, up to :data:`BUSY_TIMEOUT_MS` (then SQLite's
+        "database is locked" error), instead of SQLite's busy handler: that one sleeps 1, 2, 5,
+        10, 15, 20, 25... ms between tries, so with two collector processes the lock sat idle
+        for up to tens of milliseconds after each commit while the other process slept.
+        """
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            nap, deadline = _FIRST_NAP, 0.0
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return True
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                        raise
+                    if not wait:
+                        return False
+                    now = time.monotonic()
+                    if not deadline:
+                        deadline = now + BUSY_TIMEOUT_MS / 1000
+                    elif now > deadline:
+                        raise
+                time.sleep(nap)
+                nap = min(2 * nap, _LAST_NAP)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def release(self) -> None:
         """Close this thread's connection (web servers call it at the end of each request)."""
@@ -232,9 +286,46 @@ class SQLiteStore(Store):
             # the batch (rolled back) is stored again with U+FFFD in its place; the others are unchanged
             return self._put_events([without_surrogates(event) for event in events])
 
+    def try_put_events(self, events: Sequence[Event]) -> list[Event] | None:
+        """:meth:`put_events` if no other connection holds the write lock now; None, and nothing written, if one does.
+
+        The lock is tried first, without waiting, and the rows are built under it: a writer that
+        finds the lock taken has lost nothing and can parse its next batch instead of waiting
+        (:class:`collectors.pipeline.IngestPipeline` does).
+        """
+        if not events:
+            return []
+        conn = self._conn()
+        if not self._begin(conn, wait=False):
+            return None
+        try:
+            try:
+                stored = self._insert_events(conn, self._new_events(events))
+            except UnicodeEncodeError:  # as in put_events
+                conn.execute("ROLLBACK")
+                self._begin(conn)  # waits: this batch had the lock a moment ago
+                stored = self._insert_events(conn, self._new_events([without_surrogates(e) for e in events]))
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return stored
+
     def _put_events(self, events: Sequence[Event]) -> list[Event]:
         if not events:
             return []
+        # everything is built before the write lock is taken, so other writers wait only for SQLite itself:
+        # event k of the batch gets rid (first free rid) + k, numbered from the first free rid as seen now --
+        # with one writer it is the same under the lock; if another writer came in between, renumbered there.
+        batch = self._new_events(events)
+        if batch.events:
+            with self._write() as conn:
+                return self._insert_events(conn, batch)
+        return []
+
+    def _new_events(self, events: Sequence[Event]) -> _EventRows:
+        """The rows of the events of ``events`` not stored yet, numbered from the first free rid as seen now."""
         batch = list({event.id: event for event in events}.values())  # first occurrence of each id wins
         dropped = 0
         if self._duplicates_seen:  # the last batch had stored events (a source re-read): drop them before building
@@ -242,43 +333,46 @@ class SQLiteStore(Store):
             dropped = len(stored_ids)
             batch = [event for event in batch if event.id not in stored_ids]
             if not batch:
-                return []
+                return _EventRows([], dropped, [], sqlite_events.Postings({}), 0, [], [], [])
         ingested = format_ts(_now())
-        # everything is built before the write lock is taken, so other writers wait only for SQLite itself:
-        # event k of the batch gets rid (first free rid) + k, numbered from the first free rid as seen now --
-        # with one writer it is the same under the lock; if another writer came in between, renumbered there.
         # index_batch first: it computes (or finds, from a parse worker) each event's index entry, ts text included
         bodies, postings = sqlite_events.index_batch(enumerate(batch))
         guess = sqlite_events.next_rid(self._conn())
-        rows_in = [
+        rows = [
             (guess + k, e.id, e.__dict__["_index"][0], ingested, e.fields.get("event.dataset"), e.to_json())
             for k, e in enumerate(batch)
         ]
         bodies_in = [(guess + k, body) for k, body in bodies]
-        terms = postings.rows(guess)
+        return _EventRows(batch, dropped, bodies, postings, guess, rows, bodies_in, postings.rows(guess))
+
+    def _insert_events(self, conn: sqlite3.Connection, batch: _EventRows) -> list[Event]:
+        """Insert built rows (inside the caller's write transaction); returns the events that were new."""
+        if not batch.events:
+            self._duplicates_seen = bool(batch.dropped)
+            return []
+        rows_in, bodies_in, bodies, terms = batch.rows, batch.bodies_in, batch.bodies, batch.terms
+        base = sqlite_events.next_rid(conn)
+        if base != batch.guess:  # another writer came in since the rows were built
+            rows_in = [(base + k, *row[1:]) for k, row in enumerate(rows_in)]
+            bodies_in = [(base + k, body) for k, body in bodies]
+            terms = batch.postings.rows(base)
         skip: frozenset[int] = frozenset()
-        with self._write() as conn:
-            base = sqlite_events.next_rid(conn)
-            if base != guess:
-                rows_in = [(base + k, *row[1:]) for k, row in enumerate(rows_in)]
-                bodies_in = [(base + k, body) for k, body in bodies]
-                terms = postings.rows(base)
-            before = conn.total_changes
-            # a stored id is skipped by the unique index itself
-            conn.executemany(
-                "INSERT INTO events(rid, id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?,?)"
-                " ON CONFLICT(id) DO NOTHING",
-                rows_in,
-            )
-            if conn.total_changes - before != len(rows_in):  # some ids were stored: their rids were not used
-                taken = {r[0] - base for r in conn.execute(
-                    "SELECT rid FROM events WHERE rid >= ? AND rid < ?", (base, base + len(rows_in)))}  # fmt: skip
-                skip = frozenset(k for k in range(len(rows_in)) if k not in taken)
-                bodies_in = [(base + k, body) for k, body in bodies if k not in skip]
-                terms = postings.rows(base, skip)
-            sqlite_events.insert_index_rows(conn, bodies_in, terms)
-        self._duplicates_seen = bool(skip or dropped)
-        return [event for k, event in enumerate(batch) if k not in skip] if skip else batch
+        before = conn.total_changes
+        # a stored id is skipped by the unique index itself
+        conn.executemany(
+            "INSERT INTO events(rid, id, ts, ingested, dataset, doc) VALUES (?,?,?,?,?,?)"
+            " ON CONFLICT(id) DO NOTHING",
+            rows_in,
+        )
+        if conn.total_changes - before != len(rows_in):  # some ids were stored: their rids were not used
+            taken = {r[0] - base for r in conn.execute(
+                "SELECT rid FROM events WHERE rid >= ? AND rid < ?", (base, base + len(rows_in)))}  # fmt: skip
+            skip = frozenset(k for k in range(len(rows_in)) if k not in taken)
+            bodies_in = [(base + k, body) for k, body in bodies if k not in skip]
+            terms = batch.postings.rows(base, skip)
+        sqlite_events.insert_index_rows(conn, bodies_in, terms)
+        self._duplicates_seen = bool(skip or batch.dropped)
+        return [event for k, event in enumerate(batch.events) if k not in skip] if skip else batch.events
 
     def _stored_ids(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` are stored (a read: no write lock)."""

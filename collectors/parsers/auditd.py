@@ -32,7 +32,6 @@ from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
-from collectors.names import KnownNames
 from store.errors import EventValidationError
 from store.event import Event, Value, stable_id
 
@@ -57,7 +56,8 @@ RECORD_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "SERVICE_START": (("process",), ("start",), "service-started"),
     "SERVICE_STOP": (("process",), ("end",), "service-stopped"),
 }
-#: keys whose unquoted value is hex-encoded text
+#: keys whose unquoted value is hex-encoded text (with the EXECVE arguments a0, a1 ...); _own_fields decodes
+#: those it reads, with _text/_decoded (no field is made from ``data``)
 HEX_KEYS: frozenset[str] = frozenset({"proctitle", "comm", "exe", "cwd", "name", "cmd", "acct", "data"})
 #: serials remembered per source for the join
 JOIN_WINDOW = 64
@@ -70,42 +70,32 @@ _KEY = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=")
 _QUOTED = re.compile(r'"(.*?)"(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)', re.S)
 _QUOTED_KEY = re.compile(r'(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)="')
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
-_ARG = re.compile(r"a\d+")
+# the usual body (see _simple_pairs): key=value tokens, single blanks between them; a value is printable ASCII
+# without blanks, quotes or "=", quoted or not.  Possessive: nothing it has taken can be part of a match.
+_USUAL_PAIR = r'[A-Za-z_][A-Za-z0-9_]*+=(?:"[!#-<>-~]*+"|[!#-<>-~]*+)'
+_USUAL_BODY = re.compile(rf"{_USUAL_PAIR}(?: {_USUAL_PAIR})*+")
 _PROCESS_KEYS = ("process.pid", "process.parent.pid", "process.name", "process.executable",
                  "process.command_line", "process.working_directory", "user.id", "user.name", "user.audit.id",
                  "user.effective.id")  # fmt: skip
+#: values that leave a field out (besides an absent key and an empty value): auditd's "not set" ids and "?"
+_UNSET: frozenset[str] = UNSET_IDS | {"?"}
 
 
-def _simple_pairs(body: str) -> tuple[dict[str, str], set[str]] | None:
-    """:func:`split_pairs` and the quoted keys for the usual body, or None for any other.
+def _simple_pairs(body: str) -> dict[str, str] | None:
+    """:func:`split_pairs` of the usual body, or None for any other.
 
     The usual body (what auditd writes for SYSCALL and most records) is ``key=value`` tokens
-    separated by single spaces, each value either without blanks or quoted without blanks or
-    quotes inside.  For it, cutting at the spaces is exactly what :func:`split_pairs`' marks
-    do, at a fraction of the cost; anything else (auoms' unquoted values with blanks, quotes
-    inside quotes, tabs, a token that is not ``key=``) returns None and takes the general path.
+    separated by single blanks, each value printable ASCII without blanks, quotes or ``=``, either
+    quoted or not (:data:`_USUAL_BODY`).  For it, cutting at the blanks is exactly what
+    :func:`split_pairs`' marks do, and with the quotes dropped and each token's one ``=`` made a
+    blank, cutting at the blanks gives key, value, key, value ... with no Python code per token.
+    Anything else (auoms' unquoted values with blanks, quotes inside values, tabs, non-ASCII text,
+    a token that is not ``key=``, an empty body) returns None and takes the general path.
     """
-    tokens = body.split(" ")
-    if tokens != body.split():  # other white space, doubled or leading blanks: the marks decide
+    if _USUAL_BODY.fullmatch(body) is None:
         return None
-    pairs: dict[str, str] = {}
-    quoted: set[str] = set()
-    known = _KEYS.seen
-    for token in tokens:
-        key, eq, value = token.partition("=")
-        if not eq or (key not in known and not _KEYS.matches(key)):
-            return None
-        if value.startswith('"'):
-            if len(value) < 2 or not value.endswith('"') or '"' in value[1:-1]:
-                return None
-            value = value[1:-1]
-            quoted.add(key)
-        pairs[key] = value
-    return pairs, quoted
-
-
-#: keys of the form a mark's key has (``[A-Za-z_][A-Za-z0-9_]*``), remembered once met
-_KEYS = KnownNames(r"[A-Za-z_][A-Za-z0-9_]*")
+    words = iter(body.replace('"', "").replace("=", " ").split(" "))
+    return dict(zip(words, words, strict=True))  # one iterator twice: (key, value) for consecutive words
 
 
 def split_pairs(body: str) -> dict[str, str]:
@@ -132,23 +122,28 @@ def split_pairs(body: str) -> dict[str, str]:
     return pairs
 
 
-#: key -> whether its unquoted value may be hex text (in HEX_KEYS, or an EXECVE argument a0, a1 ...); bounded
-_HEX_KEY: dict[str, bool] = {}
-
-
-def _decode(key: str, value: str, quoted_keys: set[str]) -> str:
-    hex_key = _HEX_KEY.get(key)
-    if hex_key is None:
-        hex_key = key in HEX_KEYS or _ARG.fullmatch(key) is not None
-        if len(_HEX_KEY) < 4096:
-            _HEX_KEY[key] = hex_key
-    # the key's tests first: most keys never hold hex text, and a regex over the value costs more
-    if not hex_key or key in quoted_keys or not _HEX.fullmatch(value):
-        return value
+def _unhex(value: str) -> str:
+    """Hex text (a value :data:`_HEX` matches) decoded; NULs (argv separators) become blanks."""
     try:
         return bytes.fromhex(value).decode("utf-8", "replace").replace("\x00", " ").strip()
     except ValueError:
         return value
+
+
+def _decoded(key: str, value: str, body: str) -> str:
+    """The value of ``key`` (one of :data:`HEX_KEYS`), hex text: decoded unless the key was written quoted.
+
+    Values are decoded as they are read, and only the keys the fields are made from are read; a
+    key counts as quoted when any of its occurrences is (the last duplicate gives the value), the
+    same in the fast path and the general one.
+    """
+    return value if key in _QUOTED_KEY.findall(body) else _unhex(value)
+
+
+def _text(pairs: dict[str, str], key: str, body: str) -> str | None:
+    """The value of ``key`` (one of :data:`HEX_KEYS`), decoded when it is hex text written unquoted."""
+    value = pairs.get(key)
+    return _decoded(key, value, body) if value and _HEX.fullmatch(value) else value
 
 
 class AuditdParser(Parser):
@@ -169,25 +164,22 @@ class AuditdParser(Parser):
             if "type=" in line and "audit(" in line:
                 raise BadRecord("audit record without a valid 'audit(<epoch>:<serial>):' header")
             raise NotMyFormat("no 'type=... audit(<epoch>:<serial>):' header: not a Linux audit record")
-        rtype, serial = header["type"], header["serial"]
+        rtype, ts, serial = header.groups()
         try:
-            timestamp = datetime.fromtimestamp(float(Decimal(header["ts"])), UTC)
+            # float(text) is float(Decimal(text)) for ASCII digits (both round the exact value once); the
+            # pattern's \d also takes other digits, which go through Decimal as before
+            seconds = float(ts) if ts.isascii() else float(Decimal(ts))
+            timestamp = datetime.fromtimestamp(seconds, UTC)
         except (InvalidOperation, OverflowError, ValueError, OSError):
-            raise BadRecord(f"audit timestamp {header['ts']!r} is out of range") from None
+            raise BadRecord(f"audit timestamp {ts!r} is out of range") from None
         body = line[header.end() :]
-        if " msg='" in f" {body}" and body.endswith("'"):
+        if body.endswith("'") and (body.startswith("msg='") or " msg='" in body):
             # user-space records nest their own pairs in msg='...'; they are read as pairs of the record
             body = f" {body}".replace(" msg='", " ", 1)[1:-1]
-        simple = _simple_pairs(body)
-        if simple is not None:
-            raw, quoted = simple
-        else:
-            raw = split_pairs(body)
-            quoted = {m[1] for m in _QUOTED_KEY.finditer(body)} if '="' in body else set()
-        hex_keys = _HEX_KEY
-        # _decode leaves the value of a key known not to hold hex text as it is: not called for those
-        values = {k: v if hex_keys.get(k) is False else _decode(k, v, quoted) for k, v in raw.items()}
-        category, types, action = RECORD_TYPES.get(rtype, (("host",), ("info",), rtype.lower()))
+        pairs = _simple_pairs(body)
+        if pairs is None:
+            pairs = split_pairs(body)
+        category, types, action = RECORD_TYPES.get(rtype) or (("host",), ("info",), rtype.lower())
         fields: dict[str, Value] = {
             "event.kind": "event",
             "event.category": category,
@@ -200,8 +192,8 @@ class AuditdParser(Parser):
             "event.original": record.data,
             "host.os.type": "linux",
         }
-        fields.update(self._own_fields(rtype, values))
-        result = values.get("success") or values.get("res") or ""
+        self._own_fields(rtype, pairs, body, fields)
+        result = pairs.get("success") or pairs.get("res") or ""
         if result in ("yes", "success"):
             fields["event.outcome"] = "success"
         elif result in ("no", "failed", "fail"):
@@ -214,58 +206,94 @@ class AuditdParser(Parser):
             raise BadRecord(str(exc)) from exc
 
     @staticmethod
-    def _own_fields(rtype: str, values: dict[str, str]) -> dict[str, Value]:
-        out: dict[str, Value] = {}
-        simple = {
-            "host.name": values.get("node") or values.get("hostname"),
-            "process.pid": values.get("pid"),
-            "process.parent.pid": values.get("ppid"),
-            "process.name": values.get("comm"),
-            "process.executable": values.get("exe"),
-            "process.working_directory": values.get("cwd"),
-            "user.id": values.get("uid"),
-            "user.effective.id": values.get("euid"),
-            "user.audit.id": values.get("auid"),
-            "user.name": values.get("user") or values.get("acct") or values.get("UID"),
-            "file.path": values.get("name"),
-            "labels.audit_key": values.get("key"),
-            "labels.syscall": values.get("syscall"),
-        }
-        for name, value in simple.items():
-            if value and value not in UNSET_IDS and value != "?":
-                if name in ("process.pid", "process.parent.pid") and not value.isdigit():
-                    key = "pid" if name == "process.pid" else "ppid"
-                    raise BadRecord(f"key {key!r}: {value!r} is not a number")
-                out[name] = value
-        if rtype in ("EXECVE",):
-            argc = values.get("argc", "")
+    def _own_fields(rtype: str, pairs: dict[str, str], body: str, fields: dict[str, Value]) -> None:
+        """Add the fields the record's pairs give, in this order (a value that is empty, "?" or an unset id
+        gives none); the pids must be numbers."""
+        get = pairs.get
+        if (value := get("node") or get("hostname")) and value not in _UNSET:
+            fields["host.name"] = value
+        # the pids as int (what Event would make of the digits), but text that int() may refuse (non-ASCII
+        # digits, the int digits limit) stays text for Event to decide about, as before
+        if (value := get("pid")) and value not in _UNSET:
+            if not value.isdigit():
+                raise BadRecord(f"key 'pid': {value!r} is not a number")
+            fields["process.pid"] = int(value) if len(value) < 19 and value.isascii() else value
+        if (value := get("ppid")) and value not in _UNSET:
+            if not value.isdigit():
+                raise BadRecord(f"key 'ppid': {value!r} is not a number")
+            fields["process.parent.pid"] = int(value) if len(value) < 19 and value.isascii() else value
+        # the keys that may hold hex text: _text written out for the four most records have (a call less)
+        if (value := get("comm")) and _HEX.fullmatch(value):
+            value = _decoded("comm", value, body)
+        if value and value not in _UNSET:
+            fields["process.name"] = value
+        if (value := get("exe")) and _HEX.fullmatch(value):
+            value = _decoded("exe", value, body)
+        if value and value not in _UNSET:
+            fields["process.executable"] = value
+        if (value := get("cwd")) and _HEX.fullmatch(value):
+            value = _decoded("cwd", value, body)
+        if value and value not in _UNSET:
+            fields["process.working_directory"] = value
+        if (value := get("uid")) and value not in _UNSET:
+            fields["user.id"] = value
+        if (value := get("euid")) and value not in _UNSET:
+            fields["user.effective.id"] = value
+        if (value := get("auid")) and value not in _UNSET:
+            fields["user.audit.id"] = value
+        user = get("user") or _text(pairs, "acct", body) or get("UID")
+        if user and user not in _UNSET:
+            fields["user.name"] = user
+        if (value := get("name")) and _HEX.fullmatch(value):
+            value = _decoded("name", value, body)
+        if value and value not in _UNSET:
+            fields["file.path"] = value
+        if (value := get("key")) and value not in _UNSET:
+            fields["labels.audit_key"] = value
+        if (value := get("syscall")) and value not in _UNSET:
+            fields["labels.syscall"] = value
+        if rtype == "EXECVE":
+            argc = get("argc", "")
             count = int(argc) if argc.isdigit() and int(argc) < 4096 else 0
-            if count and all(f"a{i}" in values for i in range(count)):
-                out["process.command_line"] = " ".join(values[f"a{i}"] for i in range(count))
-        elif rtype == "AUOMS_EXECVE" and values.get("cmdline"):
-            out["process.command_line"] = values["cmdline"]
-        elif values.get("proctitle") and rtype in ("PROCTITLE", "AUOMS_EXECVE"):
-            out["process.command_line"] = values["proctitle"]
-        if rtype == "USER_CMD" and values.get("cmd"):
-            out["process.command_line"] = values["cmd"]
-        addr = values.get("addr")
+            if count and all(f"a{i}" in pairs for i in range(count)):
+                quoted = set(_QUOTED_KEY.findall(body))  # once for all the arguments, not once per argument
+                argv = []
+                for key in [f"a{i}" for i in range(count)]:
+                    arg = pairs[key]
+                    argv.append(_unhex(arg) if arg and key not in quoted and _HEX.fullmatch(arg) else arg)
+                fields["process.command_line"] = " ".join(argv)
+        elif rtype == "AUOMS_EXECVE" and get("cmdline"):
+            fields["process.command_line"] = pairs["cmdline"]
+        elif rtype in ("PROCTITLE", "AUOMS_EXECVE") and (value := _text(pairs, "proctitle", body)):
+            fields["process.command_line"] = value
+        if rtype == "USER_CMD" and (value := _text(pairs, "cmd", body)):
+            fields["process.command_line"] = value
+        addr = get("addr")
         if addr and addr not in ("?", "(none)"):
-            out["source.ip"] = addr
-        if "user.name" in out:
-            out["related.user"] = (str(out["user.name"]),)
-        return out
+            fields["source.ip"] = addr
+        if user and user not in _UNSET:
+            fields["related.user"] = (user,)
 
     def _join(self, source: str, serial: str, fields: dict[str, Value]) -> None:
-        """Share process context between the records of one serial (see the module docstring)."""
+        """Share process context between the records of one serial (see the module docstring).
+
+        The window keeps the first record's ``fields`` themselves (their process keys do not change
+        after this call) and picks the context from them when a second record of the serial comes:
+        many serials never get one, and picking costs more than keeping.
+        """
         with self._lock:
-            window = self._context.setdefault(source, OrderedDict())
+            window = self._context.get(source)
+            if window is None:
+                window = self._context[source] = OrderedDict()
             known = window.get(serial)
-            mine = {k: fields[k] for k in _PROCESS_KEYS if k in fields}
             if known is None:
-                window[serial] = mine
+                window[serial] = fields
                 while len(window) > JOIN_WINDOW:
                     window.popitem(last=False)
                 return
+            if "event.kind" in known:  # still the first record's fields (a context has process keys only)
+                known = window[serial] = {k: v for k in _PROCESS_KEYS if (v := known.get(k)) is not None}
+            mine = {k: v for k in _PROCESS_KEYS if (v := fields.get(k)) is not None}
             for key, value in known.items():
                 fields.setdefault(key, value)
             known.update({k: v for k, v in mine.items() if k not in known})

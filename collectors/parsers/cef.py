@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
-from collectors.names import KnownNames
 from store.errors import EventValidationError
 from store.event import Event, Value, normal_ip, parse_ts, stable_id
 
@@ -75,41 +74,28 @@ def split_header(payload: str) -> tuple[list[str], str]:
     return fields, payload[pos:]
 
 
+#: a mark of a plain extension once a space is put in front of it: a space, a key, '='
+_PLAIN_MARK = re.compile(r" ([A-Za-z0-9_.\[\]-]+)=")
+
+
 def _simple_extension(text: str) -> dict[str, str] | None:
     """:func:`split_extension` for the usual extension, or None for any other.
 
-    The usual extension has no backslash and single spaces between its words, the first word
-    a ``key=``.  Every word that starts with ``key=`` is then a mark, and a value is the words
-    up to the next mark, joined by their spaces -- what the marks' regex finds, without it.
-    Anything else (escapes, tabs, doubled or trailing blanks, a first word that is not a key)
-    returns None and takes the general path, which also words the errors.
+    The usual extension has no backslash, no whitespace but single spaces between its words,
+    and starts with a ``key=``.  With a space put in front, every mark (a ``key=`` at the start
+    or after whitespace) is then a space, a key and '=', so one ``re.split`` gives
+    ``['', key, value, key, value, ...]``: the values the marks' regex finds, which need no
+    unescaping and no ``rstrip`` (the space before each key goes with its mark).  Anything else
+    (escapes, tabs or other whitespace -- ``isprintable`` is false for all of it but the space --,
+    doubled or trailing spaces, text before the first key, no key) returns None and takes the
+    general path, which also words the errors.
     """
-    if "\\" in text:
+    if "\\" in text or "  " in text or text.endswith(" ") or not text.isprintable():
         return None
-    words = text.split(" ")
-    if words != text.split():
+    parts = _PLAIN_MARK.split(" " + text)
+    if parts[0]:  # text before the first key, or no key at all
         return None
-    out: dict[str, str] = {}
-    key = ""
-    value: list[str] = []
-    known = _KEYS.seen
-    for word in words:
-        name, eq, rest = word.partition("=")
-        if eq and (name in known or _KEYS.matches(name)):
-            if key:
-                out[key] = " ".join(value)
-            key, value = name, [rest]
-        elif key:
-            value.append(word)
-        else:
-            return None  # text before the first key: the general path says so
-    if key:
-        out[key] = " ".join(value)
-    return out
-
-
-#: extension keys of the form the marks' key pattern has, remembered once met
-_KEYS = KnownNames(r"[A-Za-z0-9_.\[\]-]+")
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def split_extension(text: str) -> dict[str, str]:
@@ -133,6 +119,48 @@ def split_extension(text: str) -> dict[str, str]:
 def _label(key: str) -> str:
     """The field of an extension key CitySOC does not map: ``labels.cef_<key>``."""
     return f"labels.cef_{re.sub(r'[^A-Za-z0-9_]', '_', key)}"
+
+
+# What parse() does with a (non-empty) extension value, by the key's kind: keep the text, skip it
+# (a time key: it gave the timestamp), check an address (kept as is, or as a one-item tuple for
+# the host.ip array), check and convert a number, lower-case it, map it to an outcome.
+_TEXT, _SKIP, _IP, _IP_ARRAY, _INT, _LOWER, _OUTCOME = range(7)
+_OUTCOMES: dict[str, str] = {"success": "success", "failure": "failure"}  # anything else is "unknown"
+
+
+def _key_spec(key: str) -> tuple[str, int]:
+    """The field an extension key goes to and what is done with its value (one of the kinds above)."""
+    target = EXTENSION_FIELDS.get(key) or _label(key)
+    if key in TIME_KEYS:
+        return target, _SKIP
+    if target in IP_FIELDS:
+        return target, _IP_ARRAY if target == "host.ip" else _IP
+    if target in INT_FIELDS:
+        return target, _INT
+    if target == "network.transport":
+        return target, _LOWER
+    if target == "event.outcome":
+        return target, _OUTCOME
+    return target, _TEXT
+
+
+#: extension key -> :func:`_key_spec`, worked out once per key: the mapped keys up front, the
+#: others (labels) as they are met, while there is room (keys come from the input)
+_KEY_SPECS: dict[str, tuple[str, int]] = {key: _key_spec(key) for key in (*EXTENSION_FIELDS, *TIME_KEYS)}
+_KEY_SPECS_SIZE = 4096
+
+#: address text -> normal_ip(text): addresses repeat heavily, and a dict lookup costs less than
+#: normal_ip's calls (itself cached).  Bounded: the input names them; only good addresses are kept.
+_ADDRESSES: dict[str, str] = {}
+_ADDRESSES_SIZE = 65_536
+
+#: severity text as the usual headers write it -> event.severity (what the general rule gives)
+_SEVERITIES: dict[str, int] = {
+    **{str(n): n for n in range(11)},
+    **SEVERITY_WORDS,
+    **{word.title(): n for word, n in SEVERITY_WORDS.items()},
+    **{word.upper(): n for word, n in SEVERITY_WORDS.items()},
+}
 
 
 def _time(value: str, key: str) -> datetime:
@@ -160,24 +188,34 @@ class CefParser(Parser):
     description: ClassVar[str] = "ArcSight CEF lines, bare or in a syslog message; extension mapped to ECS."
 
     def parse(self, record: RawRecord) -> list[Event]:
-        line = record.data.rstrip("\r\n")
+        data = record.data
+        line = data.rstrip("\r\n")
         start = line.find("CEF:")
         if start < 0:
             raise NotMyFormat("no 'CEF:' payload")
-        header, extension = split_header(line[start + 4 :])
-        version, vendor, product, device_version, signature, name, severity_text = header
+        payload = line[start + 4 :]
+        parts = payload.split("|", 7) if "\\" not in payload else ()
+        if len(parts) == 8:  # nothing escaped, all seven '|' there: split_header's own fast path, inlined
+            version, vendor, product, device_version, signature, name, severity_text, extension = parts
+        else:
+            header, extension = split_header(payload)
+            version, vendor, product, device_version, signature, name, severity_text = header
         if not version.isdigit():
             raise BadRecord(f"CEF version {version!r} is not a number")
         if not signature or not name:
             raise BadRecord("CEF Signature ID and Name must not be empty")
-        severity_text = severity_text.strip()
-        if severity_text.isdigit() and int(severity_text) <= 10:
-            severity = int(severity_text)
-        elif severity_text.lower() in SEVERITY_WORDS:
-            severity = SEVERITY_WORDS[severity_text.lower()]
-        else:
-            raise BadRecord(f"CEF severity {severity_text!r} is not 0-10 or Low/Medium/High/Very-High")
-        ext = split_extension(extension)
+        severity = _SEVERITIES.get(severity_text)  # the usual ones; the general rule below for the others
+        if severity is None:
+            severity_text = severity_text.strip()
+            if severity_text.isdigit() and int(severity_text) <= 10:
+                severity = int(severity_text)
+            elif severity_text.lower() in SEVERITY_WORDS:
+                severity = SEVERITY_WORDS[severity_text.lower()]
+            else:
+                raise BadRecord(f"CEF severity {severity_text!r} is not 0-10 or Low/Medium/High/Very-High")
+        ext = _simple_extension(extension)  # split_extension's fast path, called directly
+        if ext is None:
+            ext = split_extension(extension)
         timestamp = record.received
         for key in TIME_KEYS:
             if key in ext:
@@ -191,7 +229,7 @@ class CefParser(Parser):
             "event.dataset": self.dataset,
             "event.code": signature,
             "event.severity": severity,
-            "event.original": record.data,
+            "event.original": data,
             "rule.id": signature,
             "rule.name": name,
             "observer.vendor": vendor,
@@ -200,29 +238,57 @@ class CefParser(Parser):
             "labels.device_version": device_version,
             "message": name,
         }
-        for key, value in ext.items():
-            target = EXTENSION_FIELDS.get(key) or _label(key)
-            if not value or key in TIME_KEYS:
+        specs = _KEY_SPECS
+        for key, text in ext.items():
+            if not text:
                 continue
-            if target in IP_FIELDS:
-                try:
-                    value = normal_ip(value)
-                except ValueError:
-                    raise BadRecord(f"extension {key!r}: {value!r} is not an IP address") from None
-            if target in INT_FIELDS and not value.isdigit():
-                raise BadRecord(f"extension {key!r}: {value!r} is not a non-negative integer")
-            if target == "network.transport":
-                value = value.lower()
-            if target == "event.outcome":
-                value = {"success": "success", "failure": "failure"}.get(value.lower(), "unknown")
-            fields[target] = (value,) if target == "host.ip" else value
-        if ext.get("msg"):
-            fields["message"] = f"{name}: {ext['msg']}"
-        ips = tuple(dict.fromkeys(str(fields[k]) for k in ("source.ip", "destination.ip") if k in fields))
-        if ips:
-            fields["related.ip"] = ips
+            spec = specs.get(key)
+            if spec is None:
+                spec = _key_spec(key)
+                if len(specs) < _KEY_SPECS_SIZE:
+                    specs[key] = spec
+            target, kind = spec
+            value: Value = text
+            if kind != _TEXT:
+                if kind == _SKIP:
+                    continue
+                if kind == _INT:
+                    if not text.isdigit():
+                        raise BadRecord(f"extension {key!r}: {text!r} is not a non-negative integer")
+                    try:
+                        value = int(text)  # what Event() makes of the digits; an int it keeps without a call
+                    except ValueError:
+                        value = text  # digits int() refuses ('²', too many): Event() raises for them, as before
+                elif kind == _LOWER:
+                    value = text.lower()
+                elif kind == _OUTCOME:
+                    value = _OUTCOMES.get(text.lower(), "unknown")
+                else:  # _IP or _IP_ARRAY
+                    address = _ADDRESSES.get(text)
+                    if address is None:
+                        try:
+                            address = normal_ip(text)
+                        except ValueError:
+                            raise BadRecord(f"extension {key!r}: {text!r} is not an IP address") from None
+                        if len(_ADDRESSES) < _ADDRESSES_SIZE:
+                            _ADDRESSES[text] = address
+                    value = address if kind == _IP else (address,)
+            fields[target] = value
+        msg = ext.get("msg")
+        if msg:
+            fields["message"] = f"{name}: {msg}"
+        # related.ip: the source and destination addresses, once each, source first
+        source_ip = fields.get("source.ip")
+        destination_ip = fields.get("destination.ip")
+        if source_ip is None:
+            if destination_ip is not None:
+                fields["related.ip"] = (str(destination_ip),)
+        elif destination_ip is None or destination_ip == source_ip:
+            fields["related.ip"] = (str(source_ip),)
+        else:
+            fields["related.ip"] = (str(source_ip), str(destination_ip))
         try:
-            return [Event(stable_id(self.name, record.source, record.offset, record.data), timestamp, fields)]
+            return [Event(stable_id(self.name, record.source, record.offset, data), timestamp, fields)]
         except EventValidationError as exc:
             raise BadRecord(str(exc)) from exc
 

@@ -18,7 +18,7 @@ import math
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
+from collectors.base import NESTED_TOO_DEEP, BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from store.errors import EventValidationError
 from store.event import Event
 
@@ -61,6 +61,8 @@ def load_json_object(line: str, *, exact_numbers: bool = False) -> dict[str, Any
         raise BadRecord(f"invalid JSON at column {exc.colno}: {exc.msg}") from exc
     except ValueError as exc:  # _NonFinite, or an integer longer than Python accepts
         raise BadRecord(f"invalid JSON: {exc}") from exc
+    except RecursionError:  # a hostile record nesting arrays or objects deeper than the decoder goes
+        raise BadRecord(NESTED_TOO_DEEP) from None
     if not isinstance(value, dict):
         raise BadRecord("invalid JSON: the line is not a single object")
     return value

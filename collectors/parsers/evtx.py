@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from collectors.base import BadRecord, CollectorError, NotMyFormat, Parser, RawRecord, register_parser
+from collectors.base import NESTED_TOO_DEEP, BadRecord, CollectorError, NotMyFormat, Parser, RawRecord, register_parser
 from collectors.field_names import WINDOWS_EVENT_DATA_FIELDS
 from store.errors import EventValidationError
 from store.event import Event, Value, parse_ts, stable_id, validate_field
@@ -206,6 +206,8 @@ class WindowsEventParser(Parser):
         where = f"{record.source}@{record.offset}"
         try:
             doc = json.loads(text)
+        except RecursionError:
+            raise BadRecord(f"{where}: {NESTED_TOO_DEEP}") from None
         except json.JSONDecodeError as exc:
             if '"Event"' in text[:200] or '"winlog"' in text:
                 raise BadRecord(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc

@@ -41,7 +41,7 @@ EVENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 RESULTS: frozenset[str] = frozenset({"success", "failure"})
 #: a JSON object with all these keys is an IoT-platform record
 SIGNATURE: tuple[str, ...] = ("platform", "event_type", "device")
-#: (object, key) -> event field; object "" is the top level
+#: (object, key) -> event field, in the order parse() adds them (a test pins it); object "" is the top level
 OPTIONAL: dict[tuple[str, str], str] = {
     ("device", "type"): "iot.device.type", ("device", "vendor"): "iot.device.vendor",
     ("device", "model"): "iot.device.model", ("device", "firmware"): "iot.device.firmware",
@@ -49,6 +49,16 @@ OPTIONAL: dict[tuple[str, str], str] = {
     ("", "command"): "iot.command", ("", "protocol"): "network.protocol", ("", "area"): "labels.area",
     ("", "reason"): "labels.reason",
 }  # fmt: skip
+
+#: event_type -> (event.category, event.type, event.action): what each action sets, worked out once
+_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    action: (category, types, action.replace("_", "-")) for action, (category, types) in EVENTS.items()
+}
+#: the OPTIONAL device keys, in OPTIONAL's order: plain copies (the actor and top-level ones are
+#: spelled out in parse(), which also uses their values for the message)
+_DEVICE_FIELDS: tuple[tuple[str, str], ...] = tuple(
+    (key, target) for (where, key), target in OPTIONAL.items() if where == "device"
+)
 
 
 def _string(obj: dict[str, Any], key: str, where: str, required: bool = False) -> str | None:
@@ -80,6 +90,60 @@ def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+_Required = tuple[dict[str, Any], dict[str, Any], str, str, str, str]
+
+
+def _required_fast(obj: dict[str, Any]) -> _Required | None:
+    """What :func:`_required_checked` returns, for a record it accepts without a doubt; None otherwise.
+
+    Accepted here: "device" an object with a non-blank string "id", "actor" an object or absent/null,
+    non-blank string "platform" and "timestamp", and "event_type" one of EVENTS -- exactly the records
+    the checks pass, read with a few type tests instead of a helper call per key.
+    """
+    device = obj["device"]
+    actor = obj.get("actor")
+    if actor is None:
+        actor = {}
+    platform = obj["platform"]
+    action = obj["event_type"]
+    stamp = obj.get("timestamp")
+    device_id = device.get("id") if type(device) is dict else None
+    if (
+        type(actor) is dict and type(platform) is str and type(action) is str and type(device_id) is str
+        and type(stamp) is str and action in EVENTS and platform.strip() and device_id.strip() and stamp.strip()
+    ):  # fmt: skip
+        return device, actor, platform, action, device_id, stamp
+    return None
+
+
+def _required_checked(obj: dict[str, Any]) -> _Required:
+    """The required keys (and the device and actor objects), checked one by one: the first problem is the error."""
+    device = _object(obj, "device")
+    actor = _object(obj, "actor")
+    platform = _required(obj, "platform", "")
+    action = _required(obj, "event_type", "")
+    device_id = _required(device, "id", "device.")
+    stamp = _required(obj, "timestamp", "")
+    if action not in EVENTS:
+        raise BadRecord(f"key 'event_type': {action!r} is not one of {', '.join(EVENTS)}")
+    return device, actor, platform, action, device_id, stamp
+
+
+def _result_checked(obj: dict[str, Any], action: str) -> str:
+    """event.outcome's source ("" for none): "result", which auth_failure defaults to "failure"."""
+    result = _string(obj, "result", "")
+    if action == "auth_failure":
+        result = result or "failure"
+    if result is not None and result not in RESULTS:
+        raise BadRecord(f"key 'result': {result!r} is not one of failure, success")
+    return result or ""
+
+
+def _not_a_string(name: str, value: object) -> BadRecord:
+    """The error of an optional key whose value is neither a string nor null (as _string words it)."""
+    return BadRecord(f"key '{name}' must be a string, not {type(value).__name__}")
+
+
 class IotPlatformParser(Parser):
     """Device registration, device authentication and command events from a city IoT platform."""
 
@@ -89,31 +153,26 @@ class IotPlatformParser(Parser):
 
     def parse(self, record: RawRecord) -> list[Event]:
         obj = load_json_object(record.data)
-        if not all(key in obj for key in SIGNATURE):
+        if "platform" not in obj or "event_type" not in obj or "device" not in obj:  # SIGNATURE
             raise NotMyFormat("JSON object without 'platform', 'event_type' and 'device' is not an IoT-platform event")
-        device = _object(obj, "device")
-        actor = _object(obj, "actor")
-        platform = _required(obj, "platform", "")
-        action = _required(obj, "event_type", "")
-        device_id = _required(device, "id", "device.")
-        stamp = _required(obj, "timestamp", "")
-        if action not in EVENTS:
-            raise BadRecord(f"key 'event_type': {action!r} is not one of {', '.join(EVENTS)}")
-        result = _string(obj, "result", "")
-        if action == "auth_failure":
-            result = result or "failure"
-        if result is not None and result not in RESULTS:
-            raise BadRecord(f"key 'result': {result!r} is not one of failure, success")
+        required = _required_fast(obj)
+        device, actor, platform, action, device_id, stamp = required or _required_checked(obj)
+        # "result": absent/null or one of RESULTS here; "" and anything to reject go the checked way
+        result = obj.get("result")
+        if result is None:
+            result = "failure" if action == "auth_failure" else ""
+        elif type(result) is not str or result not in RESULTS:
+            result = _result_checked(obj, action)
         try:
             timestamp = parse_ts(stamp)
         except EventValidationError as exc:
             raise BadRecord(f"key 'timestamp': {exc}") from exc
-        category, types = EVENTS[action]
+        category, types, dashed = _ACTIONS[action]
         fields: dict[str, Value] = {
             "event.kind": "event",
             "event.category": category,
             "event.type": types,
-            "event.action": action.replace("_", "-"),
+            "event.action": dashed,
             "event.outcome": result or "unknown",
             "event.dataset": self.dataset,
             "event.original": record.data,
@@ -122,29 +181,74 @@ class IotPlatformParser(Parser):
             "host.name": device_id,
             "related.hosts": (device_id,),
         }
-        sources = {"": obj, "device": device, "actor": actor}
-        for (where, key), target in OPTIONAL.items():
-            value = _string(sources[where], key, f"{where}." if where else "")
-            if value is not None:
-                fields[target] = value.lower() if target == "network.protocol" else value
-        ip = _string(actor, "ip", "actor.")
-        if ip is not None:
-            try:
-                fields["source.ip"] = normal_ip(ip)
-            except ValueError:
-                raise BadRecord(f"key 'actor.ip': {ip!r} is not an IP address") from None
-            fields["related.ip"] = (str(fields["source.ip"]),)
-        if "user.name" in fields:
-            fields["related.user"] = (str(fields["user.name"]),)
-        text = f"{action} {result or ''} device {device_id} on {platform}".replace("  ", " ")
-        if "iot.command" in fields:
-            text += f" command {fields['iot.command']}"
-        if "user.name" in fields:
-            text += f" by {fields['user.name']}"
+        # The OPTIONAL keys in OPTIONAL's order (the field order): each is a non-empty string (kept),
+        # null/absent or "" (left out), or anything else (BadRecord) -- what _string(..., required=False) does.
+        for key, target in _DEVICE_FIELDS:
+            value = device.get(key)
+            if type(value) is str:
+                if value:
+                    fields[target] = value
+            elif value is not None:
+                raise _not_a_string(f"device.{key}", value)
+        user = actor.get("user")
+        if type(user) is str:
+            if user:
+                fields["user.name"] = user
+        elif user is not None:
+            raise _not_a_string("actor.user", user)
+        client_id = actor.get("client_id")
+        if type(client_id) is str:
+            if client_id:
+                fields["iot.mqtt.client_id"] = client_id
+        elif client_id is not None:
+            raise _not_a_string("actor.client_id", client_id)
+        command = obj.get("command")
+        if type(command) is str:
+            if command:
+                fields["iot.command"] = command
+        elif command is not None:
+            raise _not_a_string("command", command)
+        protocol = obj.get("protocol")
+        if type(protocol) is str:
+            if protocol:
+                fields["network.protocol"] = protocol.lower()
+        elif protocol is not None:
+            raise _not_a_string("protocol", protocol)
+        area = obj.get("area")
+        if type(area) is str:
+            if area:
+                fields["labels.area"] = area
+        elif area is not None:
+            raise _not_a_string("area", area)
+        reason = obj.get("reason")
+        if type(reason) is str:
+            if reason:
+                fields["labels.reason"] = reason
+        elif reason is not None:
+            raise _not_a_string("reason", reason)
+        ip = actor.get("ip")
+        if type(ip) is str:
+            if ip:
+                try:
+                    ip = normal_ip(ip)
+                except ValueError:
+                    raise BadRecord(f"key 'actor.ip': {ip!r} is not an IP address") from None
+                fields["source.ip"] = ip
+                fields["related.ip"] = (ip,)
+        elif ip is not None:
+            raise _not_a_string("actor.ip", ip)
+        if user:
+            fields["related.user"] = (user,)
+        # the .replace drops the double space an absent result leaves (and, as ever, any other in the three values)
+        text = f"{action} {result} device {device_id} on {platform}".replace("  ", " ")
+        if command:
+            text += f" command {command}"
+        if user:
+            text += f" by {user}"
         if ip:
-            text += f" from {fields['source.ip']}"
-        if "labels.reason" in fields:
-            text += f"; reason: {fields['labels.reason']}"
+            text += f" from {ip}"
+        if reason:
+            text += f"; reason: {reason}"
         fields["message"] = text
         try:
             return [Event(stable_id(self.name, record.source, record.offset, record.data), timestamp, fields)]

@@ -13,6 +13,7 @@ One EVE object per line (``eve.json``).  Every record gets ``@timestamp`` from
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ClassVar
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
@@ -60,6 +61,54 @@ def _ip(row: dict[str, Any], key: str) -> str | None:
 
 
 def _alert(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    """The ``alert`` fields: :func:`_alert_checked`, with a shortcut for an alert object whose values all
+    have their plain types (what Suricata writes; the benchmark's records).
+
+    The shortcut adds the same fields in the same order; anything else (a missing ``signature_id``, a
+    wrong type) goes to :func:`_alert_checked`, which raises the record's error -- before any field is set.
+    """
+    alert = row.get("alert")
+    if type(alert) is dict:
+        get = alert.get
+        sid, signature, action = get("signature_id"), get("signature"), get("action")
+        severity, category, rev = get("severity"), get("category"), get("rev")
+        if (
+            type(sid) is int and sid >= 0  # type(...) is int: not a bool, which _int rejects
+            and (signature is None or type(signature) is str)
+            and (action is None or type(action) is str)
+            and (severity is None or (type(severity) is int and severity >= 0))
+            and (category is None or type(category) is str)
+            and (rev is None or (type(rev) is int and rev >= 0))
+        ):  # fmt: skip
+            signature = signature or f"sid {sid}"
+            # keys already in the record's fields keep their place (as dict.update does), new ones go last
+            fields["event.kind"] = "alert"
+            fields["event.category"] = ("network", "intrusion_detection")
+            fields["event.type"] = ("denied",) if action == "blocked" else ("allowed",)
+            fields["rule.id"] = str(sid)
+            fields["rule.name"] = signature
+            fields["message"] = signature
+            if action is not None:
+                fields["event.action"] = action
+            if severity is not None:
+                fields["event.severity"] = severity
+            if category is not None:
+                fields["rule.category"] = category
+            if rev is not None:
+                fields["rule.ruleset"] = f"rev {rev}"
+            # as the unconditional calls in _alert_checked: each does nothing when its key is absent
+            if "http" in row:
+                _http(row, fields, keep_action=True)
+            if "tls" in row:
+                _tls(row, fields, keep_action=True)
+            if "dns" in row:
+                _dns(row, fields, keep_action=True)
+            return
+    _alert_checked(row, fields)
+
+
+def _alert_checked(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    """The ``alert`` fields, every value checked (the general path of :func:`_alert`)."""
     alert = _obj(row, "alert")
     sid = _int(alert, "signature_id", "alert.")
     if sid is None:
@@ -200,49 +249,11 @@ class SuricataEveParser(Parser):
     description: ClassVar[str] = "Suricata EVE JSON: alert, flow, dns, http, tls (other types with the 5-tuple)."
 
     def parse(self, record: RawRecord) -> list[Event]:
-        row = load_json_object(record.data)
-        if not all(key in row for key in SIGNATURE):
+        data = record.data
+        row = load_json_object(data)
+        if "event_type" not in row or "timestamp" not in row:  # all(key in row for key in SIGNATURE), unrolled
             raise NotMyFormat("JSON object without 'event_type' and 'timestamp' is not a Suricata EVE record")
-        etype = _str(row, "event_type")
-        stamp = _str(row, "timestamp")
-        if not etype or not stamp:
-            raise BadRecord("keys 'event_type' and 'timestamp' must be non-empty strings")
-        try:
-            timestamp = parse_ts(stamp)
-        except EventValidationError as exc:
-            raise BadRecord(f"key 'timestamp': {exc}") from exc
-        src, dst = _ip(row, "src_ip"), _ip(row, "dest_ip")
-        sport, dport = _int(row, "src_port"), _int(row, "dest_port")
-        proto = _str(row, "proto")
-        fields: dict[str, Value] = {
-            "event.kind": "event",
-            "event.category": ("network",),
-            "event.type": ("info",),
-            "event.action": etype,
-            "event.module": "suricata",
-            "event.dataset": f"suricata.{etype}",
-            "event.original": record.data,
-            "message": f"suricata {etype} {src or '-'}:{sport if sport is not None else '-'} -> "
-            f"{dst or '-'}:{dport if dport is not None else '-'}",
-        }
-        flow_id = _int(row, "flow_id")
-        app_proto = _str(row, "app_proto")
-        optional: dict[str, Value | None] = {
-            "source.ip": src,
-            "source.port": sport,
-            "destination.ip": dst,
-            "destination.port": dport,
-            "network.transport": proto.lower() if proto else None,
-            "network.protocol": app_proto.lower() if app_proto and app_proto != "failed" else None,
-            "network.community_id": _str(row, "community_id"),
-            "labels.flow_id": None if flow_id is None else str(flow_id),
-            "labels.sensor": _str(row, "host"),
-            "observer.product": "suricata",
-        }
-        fields.update({k: v for k, v in optional.items() if v is not None})
-        related = tuple(dict.fromkeys(ip for ip in (src, dst) if ip))
-        if related:
-            fields["related.ip"] = related
+        timestamp, etype, fields = _plain_common(row, data) or _common(row, data)
         mapper = MAPPERS.get(etype)
         if mapper is not None:
             mapper(row, fields)
@@ -250,6 +261,119 @@ class SuricataEveParser(Parser):
             return [Event(stable_id(self.name, record.source, record.offset, record.data), timestamp, fields)]
         except EventValidationError as exc:
             raise BadRecord(str(exc)) from exc
+
+
+def _common(row: dict[str, Any], data: str) -> tuple[datetime, str, dict[str, Value]]:
+    """The time, event type and fields every record has, every value checked (BadRecord says what is wrong)."""
+    etype = _str(row, "event_type")
+    stamp = _str(row, "timestamp")
+    if not etype or not stamp:
+        raise BadRecord("keys 'event_type' and 'timestamp' must be non-empty strings")
+    try:
+        timestamp = parse_ts(stamp)
+    except EventValidationError as exc:
+        raise BadRecord(f"key 'timestamp': {exc}") from exc
+    src, dst = _ip(row, "src_ip"), _ip(row, "dest_ip")
+    sport, dport = _int(row, "src_port"), _int(row, "dest_port")
+    proto = _str(row, "proto")
+    fields: dict[str, Value] = {
+        "event.kind": "event",
+        "event.category": ("network",),
+        "event.type": ("info",),
+        "event.action": etype,
+        "event.module": "suricata",
+        "event.dataset": f"suricata.{etype}",
+        "event.original": data,
+        "message": f"suricata {etype} {src or '-'}:{sport if sport is not None else '-'} -> "
+        f"{dst or '-'}:{dport if dport is not None else '-'}",
+    }
+    flow_id = _int(row, "flow_id")
+    app_proto = _str(row, "app_proto")
+    optional: dict[str, Value | None] = {
+        "source.ip": src,
+        "source.port": sport,
+        "destination.ip": dst,
+        "destination.port": dport,
+        "network.transport": proto.lower() if proto else None,
+        "network.protocol": app_proto.lower() if app_proto and app_proto != "failed" else None,
+        "network.community_id": _str(row, "community_id"),
+        "labels.flow_id": None if flow_id is None else str(flow_id),
+        "labels.sensor": _str(row, "host"),
+        "observer.product": "suricata",
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    related = tuple(dict.fromkeys(ip for ip in (src, dst) if ip))
+    if related:
+        fields["related.ip"] = related
+    return timestamp, etype, fields
+
+
+def _plain_common(row: dict[str, Any], data: str) -> tuple[datetime, str, dict[str, Value]] | None:
+    """What :func:`_common` returns, for a record whose common values all have their plain types (strings,
+    non-negative integers, valid addresses, a valid time: what Suricata writes); None for anything else,
+    which :func:`_common` then handles (or rejects with its message).
+
+    The same fields in the same order, without a helper call or a throw-away dict per field.
+    """
+    etype, stamp = row["event_type"], row["timestamp"]
+    get = row.get
+    src, dst, sport, dport = get("src_ip"), get("dest_ip"), get("src_port"), get("dest_port")
+    proto, flow_id, app_proto, community_id, host = (
+        get("proto"), get("flow_id"), get("app_proto"), get("community_id"), get("host")
+    )  # fmt: skip
+    if not (
+        type(etype) is str and etype and type(stamp) is str and stamp
+        and (src is None or type(src) is str) and (dst is None or type(dst) is str)
+        and (sport is None or (type(sport) is int and sport >= 0))  # type(...) is int: not a bool
+        and (dport is None or (type(dport) is int and dport >= 0))
+        and (flow_id is None or (type(flow_id) is int and flow_id >= 0))
+        and (proto is None or type(proto) is str) and (app_proto is None or type(app_proto) is str)
+        and (community_id is None or type(community_id) is str) and (host is None or type(host) is str)
+    ):  # fmt: skip
+        return None
+    try:
+        timestamp = parse_ts(stamp)
+        src = None if src is None else normal_ip(src)
+        dst = None if dst is None else normal_ip(dst)
+    except ValueError:  # EventValidationError is one: _common raises the record's error
+        return None
+    fields: dict[str, Value] = {
+        "event.kind": "event",
+        "event.category": ("network",),
+        "event.type": ("info",),
+        "event.action": etype,
+        "event.module": "suricata",
+        "event.dataset": f"suricata.{etype}",
+        "event.original": data,
+        "message": f"suricata {etype} {src or '-'}:{sport if sport is not None else '-'} -> "
+        f"{dst or '-'}:{dport if dport is not None else '-'}",
+    }
+    # _common's optional fields, in its order, each only when it has a value
+    if src is not None:
+        fields["source.ip"] = src
+    if sport is not None:
+        fields["source.port"] = sport
+    if dst is not None:
+        fields["destination.ip"] = dst
+    if dport is not None:
+        fields["destination.port"] = dport
+    if proto:
+        fields["network.transport"] = proto.lower()
+    if app_proto and app_proto != "failed":
+        fields["network.protocol"] = app_proto.lower()
+    if community_id is not None:
+        fields["network.community_id"] = community_id
+    if flow_id is not None:
+        fields["labels.flow_id"] = str(flow_id)
+    if host is not None:
+        fields["labels.sensor"] = host
+    fields["observer.product"] = "suricata"
+    # tuple(dict.fromkeys(ip for ip in (src, dst) if ip)): both addresses, once each (an address is never "")
+    if src is not None:
+        fields["related.ip"] = (src,) if dst is None or dst == src else (src, dst)
+    elif dst is not None:
+        fields["related.ip"] = (dst,)
+    return timestamp, etype, fields
 
 
 register_parser(SuricataEveParser)

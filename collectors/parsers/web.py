@@ -41,11 +41,37 @@ _CLF_TIME_FAST = re.compile(r"(\d\d)/([A-Z][a-z][a-z])/(\d{4}):(\d\d):(\d\d):(\d
 _MONTHS = {m: n for n, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
                                        "Dec"), start=1)}  # fmt: skip
 
-#: trailing key=value names -> the name used below (as in the nginx JSON dialect); others are ignored
+#: The usual combined-log line (nginx ``combined`` + key=value extras, as the module docstring shows), for
+#: :meth:`WebAccessParser._usual_clf`.  Every line it matches, _CLF matches with the same groups: each part
+#: is a narrower form of _CLF's (ASCII digits, an IP-ish client, "METHOD /path HTTP/version" without quotes
+#: or backslashes, referrer and agent present and unescaped, extras exactly " key=value" each, the value
+#: without quotes or whitespace, so _PAIR would find each pair as it is).  Groups: client, user, the time's day,
+#: month, year, hour, minute, second and zone, method, uri, HTTP version, status, bytes, referrer, agent, extras.
+#: The quantifiers are possessive (``++``, no backtracking, cheaper): each class excludes the character after it.
+_CLF_USUAL = re.compile(
+    r"([0-9A-Fa-f.:]++) \S++ (\S++) \[([0-9][0-9])/([A-Z][a-z][a-z])/([0-9]{4}):([0-9][0-9]):([0-9][0-9]):([0-9][0-9]) "
+    r'([+-][0-9][0-9][0-5][0-9])\] "([A-Z]++) (/[^ "\\]*+) HTTP/([^ "\\]++)" ([1-5][0-9][0-9]) ([0-9]++|-) '
+    r'"([^"\\]*+)" "([^"\\]*+)"((?: [A-Za-z_][A-Za-z0-9_]*+=[^\s"]*+)*+)'
+)
+#: the (key, value) pairs of _CLF_USUAL's extras group: what _PAIR finds there, with a cheaper pattern
+_USUAL_PAIR = re.compile(r" ([^=]++)=([^ ]*+)")
+#: "00".."99" -> its int: a dict lookup is cheaper than an int() call, for the time's two-digit parts
+_TWO_DIGITS: dict[str, int] = {f"{n:02d}": n for n in range(100)}
+#: request time text ("0.012") -> _nanos(text, "request_time", 10**9), for the values _nanos accepted; they
+#: repeat heavily (nginx writes milliseconds).  Bounded: the input names them.
+_REQUEST_TIME_NS: dict[str, int] = {}
+_REQUEST_TIME_NS_SIZE = 8192
+
+#: trailing key=value names -> the name used below (as in the nginx JSON dialect); others are ignored.
+#: _usual_clf reads them by key: a new one here needs a line there (and the fast-path test catches it).
 CLF_EXTRAS: dict[str, str] = {
     "rt": "latency_s", "request_time": "latency_s", "request_id": "request_id",
     "api_key_id": "api_key_id", "consumer": "consumer", "host": "host",
 }  # fmt: skip
+
+#: the extras _event writes after the user agent, in its order: (key in the line, field); CLF_EXTRAS keeps
+#: these keys' names as they are
+_CLF_EXTRA_FIELDS = (("host", "url.domain"), ("api_key_id", "api.key.id"), ("consumer", "api.consumer"))
 
 #: dialect -> our name -> the key (dotted for nested objects) in that dialect
 JSON_DIALECTS: dict[str, dict[str, str]] = {
@@ -151,8 +177,100 @@ class WebAccessParser(Parser):
 
     def parse(self, record: RawRecord) -> list[Event]:
         line = record.data.rstrip("\r\n")
+        usual = _CLF_USUAL.fullmatch(line)  # never a JSON line: it starts with an address
+        if usual is not None:
+            event = self._usual_clf(usual, record)
+            if event is not None:
+                return [event]
         values = self._json(line) if line.lstrip().startswith("{") else self._clf(line)
         return [self._event(values, record)]
+
+    def _usual_clf(self, match: re.Match[str], record: RawRecord) -> Event | None:
+        """``self._event(self._clf(line), record)`` for a line :data:`_CLF_USUAL` matched, without its
+        dict of values and per-field helper calls: the same event (fields in the same order) or the same
+        exception.  None (the caller then takes the general path, which words any error) for what this
+        leaves to it: a zone _clf_time has not made yet, a time out of range, a client that is not an
+        address, both ``rt`` and ``request_time`` given.
+
+        What _event's helpers reduce to here: the pattern's parts are never None (referrer and agent are
+        present) and never "" except the referrer, agent and extras (``_text``: "-" and "" are absent);
+        method, uri and version are never "-"; status is 100..599; bytes are ASCII digits or "-".
+        """
+        (client, user, day, month_name, year, hour, minute, second, zone_text, method, uri, version, status_text,
+         bytes_text, referrer, agent, rest) = match.groups()  # fmt: skip
+        month = _MONTHS.get(month_name)
+        zone = _CLF_ZONES.get(zone_text)
+        if month is None or zone is None:
+            return None
+        try:  # as _clf_time does (microsecond 0 and tzinfo passed by position: no keyword dict to make)
+            time = datetime(int(year), month, _TWO_DIGITS[day], _TWO_DIGITS[hour], _TWO_DIGITS[minute],
+                            _TWO_DIGITS[second], 0, zone)  # fmt: skip
+            client = normal_ip(client)  # as _ip: no comma, no space, not "-"
+        except ValueError:
+            return None
+        extras: dict[str, str] = {}
+        if rest:
+            extras = dict(_USUAL_PAIR.findall(rest))  # as _clf: a later pair wins; values hold no quote to strip
+            if "rt" in extras and "request_time" in extras:
+                return None  # both are latency_s: the later one counts, which _clf knows
+        # the order _event raises in: latency (may raise BadRecord, as _event would here), then bytes
+        latency: int | None = None
+        request_time = extras.get("rt", extras.get("request_time"))
+        if request_time:
+            latency = _REQUEST_TIME_NS.get(request_time)
+            if latency is None:
+                latency = _nanos(request_time, "request_time", 1_000_000_000)
+                if latency is not None and len(_REQUEST_TIME_NS) < _REQUEST_TIME_NS_SIZE:
+                    _REQUEST_TIME_NS[request_time] = latency
+        status = int(status_text)
+        fields: dict[str, Value] = {
+            "event.kind": "event",
+            "event.category": ("web", "network"),
+            "event.type": ("access",),
+            "event.action": "http_request",
+            "event.dataset": self.dataset,
+            "event.original": record.data,
+            "network.protocol": "http",
+            "source.ip": client,
+            "client.ip": client,
+        }
+        # then _event's optional fields in its order, each only when _text & co would not give None
+        if user != "-":
+            fields["user.name"] = user
+        fields["http.request.method"] = method
+        fields["url.original"] = uri
+        fields["http.version"] = version
+        fields["http.response.status_code"] = status
+        if bytes_text != "-":
+            fields["http.response.bytes"] = int(bytes_text)
+        if referrer and referrer != "-":
+            fields["http.request.referrer"] = referrer
+        if rest:
+            value = extras.get("request_id")
+            if value and value != "-":  # None, "" and "-" are absent
+                fields["http.request.id"] = value
+        if agent and agent != "-":
+            fields["user_agent.original"] = agent
+        if rest:
+            for key, field in _CLF_EXTRA_FIELDS:
+                value = extras.get(key)
+                if value and value != "-":
+                    fields[field] = value
+        if latency is not None:
+            fields["event.duration"] = latency
+        path, _, query = uri.partition("?")
+        fields["url.path"] = path
+        if query:
+            fields["url.query"] = query
+        fields["event.outcome"] = "success" if status < 400 else "failure"
+        fields["related.ip"] = (client,)
+        if user != "-":
+            fields["related.user"] = (user,)
+        fields["message"] = f"{client} {method} {uri} {status_text}"  # status_text is str(status): no leading 0
+        try:
+            return Event(stable_id(self.name, record.source, record.offset, record.data), time, fields)
+        except EventValidationError as exc:
+            raise BadRecord(str(exc)) from exc
 
     @staticmethod
     def _clf(line: str) -> dict[str, Any]:

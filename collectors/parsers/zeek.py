@@ -28,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import json
+import json.scanner
 import math
 import re
 import threading
@@ -71,6 +73,32 @@ _CONTAINER = ("set[", "vector[", "table[")
 _ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 _LOG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO = Decimal(0)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")  # NaN/Infinity: load_json_object gives the error
+
+
+#: the scanner json.loads runs, with the numbers load_json_object(exact_numbers=True) gives (fractions as
+#: Decimal, NaN/Infinity refused); see ZeekParser.parse for when its result stands in for load_json_object's
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)  # type: ignore[arg-type]  # a decoder is its context
+)
+
+
+def _json_line(data: str) -> dict[str, Any] | None:
+    """The object on a line that is one JSON object from its first to its last character, else None.
+
+    For such a line this is exactly ``load_json_object(line, exact_numbers=True)`` (nothing to strip, no
+    text after the object) without its stripping and decoder layers.  None -- and the general path,
+    which gives the errors -- for anything else: surrounding blanks, a line ending, broken JSON.
+    """
+    try:
+        value, end = _SCAN_JSON(data, 0)
+    except Exception:  # whatever it is (StopIteration, JSONDecodeError ...), load_json_object says it again
+        return None
+    return value if end == len(data) and type(value) is dict else None
 
 
 @dataclass(frozen=True)
@@ -210,26 +238,38 @@ def _bool(row: dict[str, Any], key: str) -> bool | None:
     raise BadRecord(f"key {key!r} must be a boolean, not {type(value).__name__}")
 
 
+#: address texts that normal_ip() gave back unchanged (it is a pure function of the text, so they always
+#: will): _event keeps such a text without the calls.  Bounded: the input names the addresses.
+_CANONICAL_IPS: set[str] = set()
+_CANONICAL_IPS_SIZE = 65_536
+
+
 def _ip(row: dict[str, Any], key: str) -> str | None:
     value = _str(row, key)
     if value is None:
         return None
     try:
-        return normal_ip(value)
+        normal = normal_ip(value)
     except ValueError:
         raise BadRecord(f"key {key!r}: {value!r} is not an IP address") from None
+    if normal == value and type(value) is str and len(_CANONICAL_IPS) < _CANONICAL_IPS_SIZE:
+        _CANONICAL_IPS.add(value)
+    return normal
 
 
 def _timestamp(row: dict[str, Any]) -> datetime:
     value = row.get("ts")
-    if value is None:
-        raise BadRecord("key 'ts' is missing")
-    if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
-        try:
-            return parse_ts(value)  # Zeek JSON with LogAscii::json_timestamps = JSON::TS_ISO8601
-        except EventValidationError as exc:
-            raise BadRecord(f"key 'ts': {exc}") from exc
-    seconds = _num(row, "ts") or Decimal(0)
+    if type(value) is Decimal and value.is_finite():
+        seconds = value or _ZERO  # JSON epoch seconds with a fraction: what _num() gives for them, without the call
+    else:
+        if value is None:
+            raise BadRecord("key 'ts' is missing")
+        if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
+            try:
+                return parse_ts(value)  # Zeek JSON with LogAscii::json_timestamps = JSON::TS_ISO8601
+            except EventValidationError as exc:
+                raise BadRecord(f"key 'ts': {exc}") from exc
+        seconds = _num(row, "ts") or _ZERO
     micros = int((seconds * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
     try:
         return _EPOCH + timedelta(microseconds=micros)
@@ -445,9 +485,14 @@ def _code(row: dict[str, Any], key: str) -> int | None:
     if not isinstance(value, str):
         raise BadRecord(f"key {key!r} must be a code, not {type(value).__name__}")
     try:
-        return int(value, 16) if value.lower().startswith("0x") else int(value)
+        return _code_text(value)
     except ValueError:
         raise BadRecord(f"key {key!r}: {value!r} is not a decimal or 0x-hex code") from None
+
+
+@functools.lru_cache(maxsize=4096)  # a log's few codes repeat on every record (a ValueError is not remembered)
+def _code_text(text: str) -> int:
+    return int(text, 16) if text.lower().startswith("0x") else int(text)
 
 
 def _ics(row: dict[str, Any], fields: dict[str, Value], protocol: str, function: str | None) -> None:
@@ -455,13 +500,16 @@ def _ics(row: dict[str, Any], fields: dict[str, Value], protocol: str, function:
     fields["event.type"] = ("protocol",)
     fields["network.protocol"] = protocol
     fields["ot.protocol"] = protocol
-    is_orig = _bool(row, "is_orig")
+    is_orig = row.get("is_orig")
     if is_orig is not None:
+        if type(is_orig) is not bool:
+            _bool(row, "is_orig")  # raises
         fields["ot.request"] = is_orig
     if function:
-        fields["ot.function"] = _snake(function)
-        fields["event.action"] = _snake(function)
-        fields["message"] = f"{fields['message']} {protocol} {_snake(function)}"
+        action = _snake(function)
+        fields["ot.function"] = action
+        fields["event.action"] = action
+        fields["message"] = f"{fields['message']} {protocol} {action}"
     else:
         fields["event.action"] = f"{protocol}_message"
 
@@ -517,7 +565,43 @@ def _dnp3_objects(row: dict[str, Any], fields: dict[str, Value]) -> None:
         fields["labels.dnp3_object_type"] = kind
 
 
+#: the value types _str() lets through unchanged (text, or None for an absent column)
+_TEXT_OR_NONE = (str, type(None))
+
+
 def _s7comm(row: dict[str, Any], fields: dict[str, Value]) -> None:
+    """:func:`_s7comm_checked`, without its per-column checks when the text columns are text or absent
+    (none of those checks can fail then) and there is no error to report: what the ICS sensor writes."""
+    get = row.get
+    function, subfunction, rosctr = get("function_name"), get("subfunction_name"), get("rosctr_name")
+    if (
+        type(function) not in _TEXT_OR_NONE
+        or type(subfunction) not in _TEXT_OR_NONE
+        or type(rosctr) not in _TEXT_OR_NONE
+        or get("error_class") is not None
+        or get("error_code") is not None
+    ):
+        _s7comm_checked(row, fields)
+        return
+    _ics(row, fields, "s7comm", function or subfunction)
+    value = get("function_code")
+    if type(value) is str:
+        try:
+            fields["ot.function_code"] = _code_text(value)
+        except ValueError:
+            _code(row, "function_code")  # raises, with the column named
+    else:
+        code = _code(row, "function_code")
+        if code is not None:
+            fields["ot.function_code"] = code
+    if rosctr:
+        fields["labels.s7_rosctr"] = rosctr
+        fields.setdefault("ot.request", rosctr.lower() in ("job", "userdata"))  # is_orig, when given, wins
+    if subfunction:
+        fields["labels.s7_subfunction"] = subfunction
+
+
+def _s7comm_checked(row: dict[str, Any], fields: dict[str, Value]) -> None:
     name = _str(row, "function_name") or _str(row, "subfunction_name")
     _ics(row, fields, "s7comm", name)
     code = _code(row, "function_code")
@@ -630,36 +714,51 @@ class ZeekParser(Parser):
         self._lock = threading.Lock()
 
     def parse(self, record: RawRecord) -> list[Event]:
-        line = record.data.rstrip("\r\n")
-        if not line.strip():
-            raise BadRecord("empty line")
-        if line.lstrip().startswith("{"):
-            row = load_json_object(line, exact_numbers=True)
-            if not JSON_SIGNATURE & row.keys():
-                raise NotMyFormat("JSON object without '_path', 'uid', 'fuid' or 'id.orig_h' is not a Zeek log line")
+        data = record.data
+        # fast path: a line that is one JSON object and nothing else (as Zeek writes them) is decoded once,
+        # by the scanner load_json_object runs; every other line takes the general path below
+        row = _json_line(data) if data[:1] == "{" else None
+        if row is not None:
             declared = row.get("_path")
-            logtype = declared if isinstance(declared, str) and declared else self._logtype_from(record)
-        elif line.startswith("#"):
-            with self._lock:
-                self._headers[record.source] = self._headers.get(record.source, Header()).apply(line)
-            return []
+            # a line that names its log (all Zeek writes): what _json_logtype() gives for it, without the call
+            logtype = declared if type(declared) is str and declared else self._json_logtype(row, record)
         else:
-            header = self._header_for(record)
-            if header is None:
-                if "\t" in line:
-                    raise BadRecord(
-                        f"Zeek TSV row but no '#fields' header was seen for {record.source}; "
-                        "read the log from its first line"
-                    )
-                raise NotMyFormat("neither a Zeek JSON object nor a Zeek TSV row")
-            row = header.row(line)
-            logtype = header.path or self._logtype_from(record)
+            line = data.rstrip("\r\n")
+            if not line.strip():
+                raise BadRecord("empty line")
+            if line.lstrip().startswith("{"):
+                row = load_json_object(line, exact_numbers=True)
+                logtype = self._json_logtype(row, record)
+            elif line.startswith("#"):
+                with self._lock:
+                    self._headers[record.source] = self._headers.get(record.source, Header()).apply(line)
+                return []
+            else:
+                header = self._header_for(record)
+                if header is None:
+                    if "\t" in line:
+                        raise BadRecord(
+                            f"Zeek TSV row but no '#fields' header was seen for {record.source}; "
+                            "read the log from its first line"
+                        )
+                    raise NotMyFormat("neither a Zeek JSON object nor a Zeek TSV row")
+                row = header.row(line)
+                logtype = header.path or self._logtype_from(record)
         if not logtype:
             raise BadRecord(
                 "cannot tell the Zeek log type: no '_path' key or '#path' header, and the source is not a file "
                 "named after its log (conn.log, dns.log ...)"
             )
         return [self._event(logtype, row, record)]
+
+    def _json_logtype(self, row: dict[str, Any], record: RawRecord) -> str | None:
+        """The log type of a JSON line; NotMyFormat for an object that is not a Zeek log line."""
+        declared = row.get("_path")
+        if type(declared) is str and declared:
+            return declared  # a '_path' key: a Zeek log line, and the type it says
+        if not JSON_SIGNATURE & row.keys():
+            raise NotMyFormat("JSON object without '_path', 'uid', 'fuid' or 'id.orig_h' is not a Zeek log line")
+        return declared if isinstance(declared, str) and declared else self._logtype_from(record)
 
     @staticmethod
     def _logtype_from(record: RawRecord) -> str | None:
@@ -684,8 +783,29 @@ class ZeekParser(Parser):
 
     def _event(self, logtype: str, row: dict[str, Any], record: RawRecord) -> Event:
         timestamp = _timestamp(row)
-        src, dst = _ip(row, "id.orig_h"), _ip(row, "id.resp_h")
-        sport, dport = _int(row, "id.orig_p"), _int(row, "id.resp_p")
+        # the typed accessors' fast paths, inline and in their order (so the first bad column still raises
+        # first): an address text normal_ip() gave back unchanged before, an int port, text or None; any
+        # other value goes to _ip/_int/_str, which convert it or raise
+        get = row.get
+        src = get("id.orig_h")
+        if type(src) is not str or src not in _CANONICAL_IPS:
+            src = _ip(row, "id.orig_h")
+        dst = get("id.resp_h")
+        if type(dst) is not str or dst not in _CANONICAL_IPS:
+            dst = _ip(row, "id.resp_h")
+        sport = get("id.orig_p")
+        if type(sport) is not int:
+            sport = _int(row, "id.orig_p")
+        dport = get("id.resp_p")
+        if type(dport) is not int:
+            dport = _int(row, "id.resp_p")
+        proto, community_id, uid = get("proto"), get("community_id"), get("uid")
+        if type(proto) is not str and proto is not None:
+            _str(row, "proto")  # raises
+        if type(community_id) is not str and community_id is not None:
+            _str(row, "community_id")
+        if type(uid) is not str and uid is not None:
+            _str(row, "uid")
         fields: dict[str, Value] = {
             "event.kind": "event",
             "event.category": ("network",),
@@ -697,19 +817,27 @@ class ZeekParser(Parser):
             "message": f"zeek {logtype} {src or '-'}:{sport if sport is not None else '-'} -> "
             f"{dst or '-'}:{dport if dport is not None else '-'}",
         }
-        optional: dict[str, Value | None] = {
-            "source.ip": src,
-            "source.port": sport,
-            "destination.ip": dst,
-            "destination.port": dport,
-            "network.transport": _str(row, "proto"),
-            "network.community_id": _str(row, "community_id"),
-            "labels.zeek_uid": _str(row, "uid"),
-        }
-        fields.update({k: v for k, v in optional.items() if v is not None})
-        related = _unique(src, dst)
-        if related:
-            fields["related.ip"] = related
+        # the present ones of source.ip/port, destination.ip/port, network.transport, network.community_id
+        # and labels.zeek_uid, in that order
+        if src is not None:
+            fields["source.ip"] = src
+        if sport is not None:
+            fields["source.port"] = sport
+        if dst is not None:
+            fields["destination.ip"] = dst
+        if dport is not None:
+            fields["destination.port"] = dport
+        if proto is not None:
+            fields["network.transport"] = proto
+        if community_id is not None:
+            fields["network.community_id"] = community_id
+        if uid is not None:
+            fields["labels.zeek_uid"] = uid
+        first = src or dst  # related.ip = _unique(src, dst): the non-empty addresses, each once
+        if src and dst and src != dst:
+            fields["related.ip"] = (src, dst)
+        elif first:
+            fields["related.ip"] = (first,)
         mapper = MAPPERS.get(logtype)
         if mapper is not None:
             mapper(row, fields)

@@ -37,7 +37,7 @@ from typing import Any
 import aiocoap
 import aiocoap.resource as resource
 
-from collectors.base import CollectorError, RawRecord
+from collectors.base import NESTED_TOO_DEEP, CollectorError, RawRecord
 from collectors.metrics import Metrics
 from collectors.spool import Rejected, Spool, SpoolFull
 from store.event import format_ts
@@ -88,6 +88,8 @@ def report_record(source: str, path: Sequence[str], payload: bytes, content_form
         raise ReportError(f"payload is not UTF-8 (byte {exc.start})") from exc
     except ValueError as exc:
         raise ReportError(f"payload is not JSON: {exc}") from exc
+    except RecursionError:
+        raise ReportError(NESTED_TOO_DEEP) from None
     when: Any = None
     if content_format == SENML_JSON:
         readings, epoch = _senml(body)

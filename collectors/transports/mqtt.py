@@ -31,7 +31,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from collectors.base import CollectorError, RawRecord
+from collectors.base import NESTED_TOO_DEEP, CollectorError, RawRecord
 from collectors.metrics import Metrics
 from collectors.spool import Rejected, Spool, SpoolFull
 from store.event import format_ts
@@ -53,6 +53,8 @@ def message_record(source: str, topic: str, payload: bytes, received: datetime) 
                         payload.decode("utf-8", "replace"))
     except ValueError as exc:
         return Rejected(source, offset, f"[mqtt] payload is not JSON: {exc}", payload.decode("utf-8"))
+    except RecursionError:
+        return Rejected(source, offset, f"[mqtt] {NESTED_TOO_DEEP}", payload.decode("utf-8"))
     if not isinstance(body, dict):
         return Rejected(source, offset, f"[mqtt] payload is a JSON {type(body).__name__}, not an object",
                         payload.decode("utf-8"))

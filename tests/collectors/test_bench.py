@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collectors.bench import TEMPLATES, describe_run, run_ingest_bench
+from pathlib import Path
+
+from collectors.bench import TEMPLATES, describe_run, make_lines, run_ingest_bench, source_files
 
 
 def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
@@ -34,3 +36,18 @@ def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     assert best["events_per_s"] == max(run["events_per_s"] for run in runs)
     assert printed[-1] == f"end to end, fastest here: {describe_run(best)}, {best['events_per_s']:,.0f} events/s"
 
+
+
+def test_each_collector_process_gets_one_source_of_every_format(tmp_path: Path) -> None:
+    parts = source_files(tmp_path, 41, 2)
+    assert [[fmt for fmt, _ in part] for part in parts] == [list(TEMPLATES)] * 2
+    for n, fmt in enumerate(TEMPLATES):
+        texts = [part[n][1].read_text(encoding="utf-8").splitlines() for part in parts]
+        lines = make_lines(fmt, 41, seed=11)
+        if fmt == "scada.csv":  # each source is a CSV file with its own header
+            assert [text[0] for text in texts] == [lines[0]] * 2
+            texts = [text[1:] for text in texts]
+            lines = lines[1:]
+        assert sorted(texts[0] + texts[1]) == sorted(lines)  # every record once, in one of the two sources
+        assert abs(len(texts[0]) - len(texts[1])) <= 1
+    assert source_files(tmp_path, 41, 2) == parts  # made once per work directory

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 from collectors.base import RawRecord, get_parser
+from collectors.bench import SCADA_TAGS, make_lines
 from collectors.metrics import Metrics
-from collectors.pipeline import FUTURE_TAG, IngestPipeline
+from collectors.pipeline import (
+    FUTURE_TAG,
+    INGEST_GC_THRESHOLD,
+    INLINE_IN_FLIGHT,
+    PART_EVENTS,
+    IngestPipeline,
+    settle_heap,
+)
+from store.event import Event
 from store.sqlite import SQLiteStore
 from tests.helpers import T0
 
@@ -73,3 +88,92 @@ def test_a_resent_batch_adds_no_dead_letter_twice(pipeline: IngestPipeline, stor
     # the same offset with other content is another record, so another dead letter
     pipeline.ingest([_record("{other", "http:lgsp", 7)], parser)
     assert store.count_dead_letters() == 3
+
+
+def _holder(store: SQLiteStore) -> sqlite3.Connection:
+    """Another writer (as a second collector process) holding the embedded store's write lock."""
+    conn = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def test_inline_batches_wait_while_another_writer_has_the_store_then_go_in_order(store: SQLiteStore) -> None:
+    pipeline = IngestPipeline(store, name="collector-test", max_in_flight=3)
+    parser = get_parser("iot.platform")
+    done: list[int] = []
+    holder = _holder(store)
+    try:
+        for n in (1, 2):  # parsed, kept, and the submitting thread goes on reading
+            pipeline.submit([_record(_iot(0, 10 * n + i), "mqtt:a", 10 * n + i) for i in range(3)], parser,
+                            then=functools.partial(done.append, n))  # fmt: skip
+        assert done == [] and store.count_events() == 0
+        assert pipeline.stats.sources["mqtt:a"].parsed == 6 and pipeline.stats.stored == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    pipeline.submit([_record(_iot(0, 31), "mqtt:a", 31)], parser, then=lambda: done.append(3))
+    assert done == [1, 2, 3]  # the store was free again: every batch stored, oldest first, each then checkpointed
+    assert store.count_events() == 7 and pipeline.stats.sources["mqtt:a"].stored == 7
+    holder = _holder(store)
+    pipeline.submit([_record(_iot(0, 41), "mqtt:a", 41)], parser, then=lambda: done.append(4))
+    holder.execute("COMMIT")
+    holder.close()
+    pipeline.drain()
+    assert done == [1, 2, 3, 4] and store.count_events() == 8
+
+
+def test_a_batch_beyond_max_in_flight_waits_for_the_oldest_to_be_stored(store: SQLiteStore) -> None:
+    assert IngestPipeline(store).max_in_flight == INLINE_IN_FLIGHT
+    pipeline = IngestPipeline(store, name="collector-test", max_in_flight=1)  # inline: one batch kept at most
+    parser = get_parser("iot.platform")
+    done: list[int] = []
+    holder = _holder(store)
+    pipeline.submit([_record(_iot(0, 1), "mqtt:a", 1)], parser, then=lambda: done.append(1))
+    assert done == []
+
+    def commit_later() -> None:
+        time.sleep(0.3)
+        holder.execute("COMMIT")
+
+    thread = threading.Thread(target=commit_later)
+    thread.start()
+    try:
+        pipeline.submit([_record(_iot(0, 2), "mqtt:a", 2)], parser, then=lambda: done.append(2))
+    finally:
+        thread.join()
+        holder.close()
+    assert done[:1] == [1]  # the first was stored (waiting for the lock) before the second submit returned
+    pipeline.drain()
+    assert done == [1, 2] and store.count_events() == 2
+
+
+def test_a_batch_of_records_giving_many_events_is_checkpointed_once_after_all_of_it(store: SQLiteStore) -> None:
+    pipeline = IngestPipeline(store, name="collector-test")
+    rows = 30
+    lines = make_lines("scada.csv", rows * len(SCADA_TAGS))  # a header and thirty rows of forty tags
+    stored: list[int] = []
+    original = store.try_put_events
+
+    def counted(events: Sequence[Event]) -> list[Event] | None:
+        stored.append(len(events))
+        return original(events)
+
+    store.try_put_events = counted  # type: ignore[method-assign]
+    stored_when_done: list[int] = []
+    pipeline.submit([_record(line, "file:historian.csv", n) for n, line in enumerate(lines)],
+                    get_parser("scada.csv"), then=lambda: stored_when_done.append(store.count_events()))  # fmt: skip
+    # parts of PART_EVENTS events or more (thirteen rows), and the checkpoint waited for every part
+    assert stored == [13 * len(SCADA_TAGS), 13 * len(SCADA_TAGS), 4 * len(SCADA_TAGS)] and PART_EVENTS == 500
+    assert stored_when_done == [rows * len(SCADA_TAGS)]
+    assert pipeline.stats.stored == rows * len(SCADA_TAGS)
+
+
+def test_a_settled_collector_process_collects_cycles_less_often_and_skips_start_up_objects() -> None:
+    before = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_threshold() == (INGEST_GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 1000  # modules, parsers and caches made so far
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -10,6 +10,8 @@ import pytest
 from collectors.base import BadRecord, NotMyFormat
 from collectors.parsers import cef
 from collectors.parsers.cef import CefParser, split_extension
+from store.errors import EventValidationError
+from store.event import Event, Value
 from tests.collectors.samples import DATA, parse_file, record
 from tests.helpers import T0
 
@@ -143,3 +145,87 @@ def test_the_fast_paths_for_plain_headers_and_extensions_give_what_the_regexes_g
         except BadRecord as exc:
             got = str(exc)
         assert got == _regex_header(payload), payload
+
+
+_Outcome = list[tuple[str, datetime, list[tuple[str, Value]]]] | tuple[str, str]
+
+
+def _outcome(parser: CefParser, line: str) -> _Outcome:
+    """What parse() gives for ``line``: the events (id, time, fields in order) or the exception's type and text."""
+    try:
+        events = parser.parse(record(line))
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+    return [(e.id, e.timestamp, list(e.fields.items())) for e in events]
+
+
+#: records the fast paths decline, or answer with something unusual, beside the samples
+_TRICKY = [
+    "CEF:0|V|P|1|sig|name|3|src=10.0.0.1  dst=10.0.0.2",  # doubled space
+    "CEF:0|V|P|1|sig|name|3|src=10.0.0.1\tdst=10.0.0.2",  # tab
+    "CEF:0|V|P|1|sig|name|3|src=10.0.0.1 dst=10.0.0.2 ",  # trailing space
+    "CEF:0|V|P|1|sig|name|3| src=10.0.0.1",  # leading space
+    "CEF:0|V|P|1|sig|name|3|msg=a=b c=d",  # '=' inside a value
+    "CEF:0|V|P|1|sig|name|3|src=10.0.0.1 src=10.0.0.2 dst=10.0.0.2",  # a key twice, related.ip once
+    "CEF:0|V|P|1|sig|name|3|src=bad src=10.0.0.1",  # the last value counts
+    "CEF:0|V|P|1|sig|name|3|msg= act=",  # empty values
+    "CEF:0|V|P|1|sig|name|3|",  # no extension
+    "CEF:0|V|P|1|sig|name|3|=x",  # no key
+    "CEF:0|V|P|1|sig|name|3|a?b=1 c=2",  # not a key
+    "CEF:0|V|P|1|sig|name| Low |proto=UDP outcome=Success dvc=2001:DB8::1",  # severity word in blanks, v6
+    "CEF:0|V|P|1|sig|name|very-HIGH|outcome=maybe dvc=10.0.0.9 in=12 out=0 cnt=7",
+    "CEF:0|V|P|1|sig|name|03|spt=\u0663 dpt=5",  # Arabic-Indic digit: int() reads it
+    "CEF:0|V|P|1|sig|name|3|spt=\u00b2",  # a digit int() refuses: Event's error
+    "CEF:0|V|P|1|sig|name|3|spt=" + "9" * 5000,  # beyond int()'s digit limit: Event's error
+    "CEF:0|V|P|1|sig|name|3|spt=" + "9" * 5000 + " src=x",  # the bad address is reported first
+    "CEF:0|V|P|1|sig|name|3|src=010.0.0.1",
+    "CEF:0|V|P|1|sig|name|11|src=10.0.0.1",
+    "CEF:0|V|P|1|sig|name|\u00b2|src=10.0.0.1",
+    "CEF:0|V|P|1|sig|name|3|end=1795136400000 start=1 rt=Nov 20 2026 01:00:01 x.y[0]=z version=9",
+    "CEF:0|V|P|1|sig|name|3|custom key=1",  # text before the first key
+    "CEF:0|V|P|1|sig|name|3|k=caf\u00e9 \u00e9=1 k2=\udcff",
+]
+
+
+def test_fast_paths_give_what_the_general_paths_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole records through parse(), with the fast paths on and then off: the same events, or the same error.
+
+    Off: no plain-extension split (the marks' regex), no severity table (the 0-10/word rule), no address
+    and key caches (normal_ip and _key_spec on every value); the ints parse() converts are checked
+    against Event's own conversion by the records above (digits int() reads, refuses, or finds too long).
+    """
+    lines = [line for line in SAMPLE.read_text().splitlines() if line.strip()] + _TRICKY
+    rnd = random.Random(7)
+    for line in list(lines):  # and each line cut, doubled at a point, and with a character dropped
+        cut = rnd.randrange(len(line) + 1)
+        lines += [line[:cut], line[:cut] + line[cut - 1 : cut] + line[cut:], line[:cut] + line[cut + 1 :]]
+    parser = CefParser()
+    fast = [_outcome(parser, line) for line in lines]
+    fast_again = [_outcome(parser, line) for line in lines]  # with the caches filled
+    with monkeypatch.context() as patched:
+        patched.setattr(cef, "_simple_extension", lambda _text: None)
+        patched.setattr(cef, "_SEVERITIES", {})
+        patched.setattr(cef, "_ADDRESSES", {})
+        patched.setattr(cef, "_ADDRESSES_SIZE", 0)
+        patched.setattr(cef, "_KEY_SPECS", {})
+        patched.setattr(cef, "_KEY_SPECS_SIZE", 0)
+        general = [_outcome(parser, line) for line in lines]
+    for line, one, two, three in zip(lines, fast, fast_again, general, strict=True):
+        assert one == two == three, line
+
+
+def test_converted_ports_are_what_event_makes_of_the_digits() -> None:
+    """parse() hands Event an int for digits: the int Event makes of them, or the same error when it makes none."""
+    for digits in ["502", "0", "007", "\u0663", "\u00b2", "9" * 5000]:
+        expected: object
+        try:
+            expected = Event("x", T0, {"source.port": digits}).fields["source.port"]
+        except EventValidationError as exc:
+            expected = ("BadRecord", str(exc))  # parse() words Event's refusals as bad records
+        except ValueError as exc:
+            expected = ("ValueError", str(exc))  # int()'s digit limit: Event lets it through, and parse() too
+        got = _outcome(CefParser(), f"CEF:0|V|P|1|sig|name|3|spt={digits}")
+        if isinstance(got, list):
+            assert dict(got[0][2])["source.port"] == expected, digits
+        else:
+            assert got == expected, digits

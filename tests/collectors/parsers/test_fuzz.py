@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord
+from collectors.base import NESTED_TOO_DEEP, BadRecord, NotMyFormat, Parser, RawRecord, get_parser, parsers
 from collectors.parsers.auditd import AuditdParser
 from collectors.parsers.cef import CefParser
 from collectors.parsers.iot_platform import IotPlatformParser
@@ -159,3 +159,21 @@ def test_malformed_records_are_dead_lettered_with_source_offset_and_reason(
         "[suricata.eve] BadRecord: key 'alert' must be an object, not list",
     ]
     assert pipeline.stats.dead_lettered == 3
+
+
+def test_json_nested_deeper_than_the_decoder_goes_is_a_dead_letter_not_a_crash(tmp_path: Path) -> None:
+    deep = '{"timestamp": "2026-11-21T08:00:00Z", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    store = SQLiteStore(tmp_path / "deep.db")
+    try:
+        pipeline = IngestPipeline(store, name="fuzz")
+        readers = {"camera.platform", "ecs.json", "iot.mqtt", "iot.platform", "suricata.eve", "web.access",
+                   "windows.evtx", "zeek"}  # the parsers that read a line starting with "{" as JSON  # fmt: skip
+        for parser in parsers():
+            with pytest.raises((BadRecord, NotMyFormat)) as refused:  # anything else would be a crash
+                parser().parse(RawRecord(deep, "http:lgsp", "1", received=T0))
+            assert (NESTED_TOO_DEEP in str(refused.value)) == (parser.name in readers), parser.name
+        pipeline.ingest([RawRecord(deep, "http:lgsp", "7", received=T0)], get_parser("iot.platform"))
+        (letter,) = store.list_dead_letters()
+        assert (letter.source, letter.offset) == ("http:lgsp", "7") and NESTED_TOO_DEEP in letter.reason
+    finally:
+        store.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from collectors.base import NotMyFormat
-from collectors.parsers.web import WebAccessParser
+from collectors.parsers.web import _CLF_USUAL, _CLF_ZONES, CLF_EXTRAS, WebAccessParser
+from store.event import Event
 from tests.collectors.samples import DATA, parse_file, record
 
 SAMPLE = DATA / "web" / "access.log"
@@ -88,3 +90,73 @@ def test_nginx_json_and_api_gateway_json_dialects() -> None:
 def test_other_formats_are_not_mine(line: str) -> None:
     with pytest.raises(NotMyFormat):
         WebAccessParser().parse(record(line))
+
+
+def _outcome(parser: WebAccessParser, make: Callable[[], list[Event]]) -> object:
+    """What a parse gives: the events as plain values (fields in order), or the exception's type and message."""
+    try:
+        return [(e.id, e.timestamp, list(e.fields.items())) for e in make()]
+    except Exception as exc:  # the exception is the outcome compared
+        return type(exc), str(exc)
+
+
+_USUAL = (
+    '10.20.{n}.7 - {user} [20/Nov/2026:01:00:0{n} {zone}] "GET /api/v1/lights/{n}?zone=3 HTTP/1.1" {status} {bytes} '
+    '"{referrer}" "curl/8.5.0"{extras}'
+)
+#: lines of the usual form (``_CLF_USUAL`` matches them): the fast path gives their events, or the same error
+USUAL_LINES = [
+    _USUAL.format(n=n, user=user, zone="+0000", status=status, bytes=size, referrer=referrer, extras=extras)
+    for n, (user, status, size, referrer, extras) in enumerate([
+        ("-", 200, 512, "-", " rt=0.012 request_id=0000002a api_key_id=key-1"),
+        ("operator1", 401, "-", "https://ioc.example/login", " rt=0.250 host=api.example consumer=hmi"),
+        ("-", 599, 0, "", ""),
+        ("-", 100, 7, "-", " rt= request_id=- api_key_id= unknown=1 rt=1.5 a=b=c api_key_id=k2"),  # last one wins
+        ("-", 204, 1, "-", "".join(f" {key}={n}" for n, key in enumerate(CLF_EXTRAS) if key != "request_time")),
+        ("-", 204, 1, "-", " request_time=0.003"),
+        ("-", 500, 1, "-", " rt=-"),
+        ("-", 200, 1, "-", " rt=fast"),  # BadRecord, as the general path words it
+        ("-", 200, 1, "-", " rt=99999999"),  # implausible latency
+        ("-", 200, 1, "-", " rt=0.1234567890123456789012345678901"),  # more digits than Decimal keeps
+    ])
+]  # fmt: skip
+#: lines the fast pattern matches but the fast path declines (the general path words the error), or that it
+#: does not match at all
+DECLINED_LINES = [
+    '10.20.7.300 - - [20/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "curl/8.5.0"',
+    '10.20.7.3 - - [32/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "curl/8.5.0"',
+    '10.20.7.3 - - [20/Foo/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "curl/8.5.0"',
+    '2001:db8::1 - - [20/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "curl/8.5.0"',
+    '10.20.7.3 - - [20/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "curl/8.5.0" rt="0.5"',
+    '10.20.7.3 - - [20/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "curl/8.5.0"  rt=0.5',
+    '10.20.7.3 - - [20/Nov/2026:01:00:00 +0000] "GET /\\"x HTTP/1.1" 200 2 "-" "curl/8.5.0"',
+    '10.20.7.3 - - [20/Nov/2026:01:00:00 +0000] "GET - HTTP/1.1" 999 2 "-" "curl/8.5.0"',
+    '10.20.7.3, 10.0.0.1 - - [20/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2',
+    '10.20.7.3 - - [20/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "-" rt=0.5 request_time=0.6',
+    '10.20.7.3 - - [20/Nov/2026:01:00:00 +0000] "GET / HTTP/1.1" 200 2 "-" "-" request_time=0.5 rt=0.6',
+]
+
+
+@pytest.mark.parametrize("line", USUAL_LINES + DECLINED_LINES)
+def test_the_usual_line_fast_path_gives_what_the_general_path_gives(line: str) -> None:
+    parser = WebAccessParser()
+    rec = record(line, offset="42")
+    general = _outcome(parser, lambda: [parser._event(parser._clf(line), rec)])
+    assert _outcome(parser, lambda: parser.parse(rec)) == general
+    if line in USUAL_LINES:  # ... and it is the fast path that gave it
+        match = _CLF_USUAL.fullmatch(line)
+        assert match is not None
+        assert _outcome(parser, lambda: [parser._usual_clf(match, rec)]) == general  # type: ignore[list-item]
+
+
+def test_a_zone_not_seen_yet_takes_the_general_path_once() -> None:
+    line = _USUAL.format(n=1, user="-", zone="-0945", status=200, bytes=1, referrer="-", extras="")
+    match = _CLF_USUAL.fullmatch(line)
+    assert match is not None
+    parser, rec = WebAccessParser(), record(line)
+    _CLF_ZONES.pop("-0945", None)
+    assert parser._usual_clf(match, rec) is None  # declined: _clf_time makes the zone
+    [event] = parser.parse(rec)
+    assert event.timestamp == datetime(2026, 11, 20, 10, 45, 1, tzinfo=UTC)
+    fast = parser._usual_clf(match, rec)
+    assert fast is not None and list(fast.fields.items()) == list(event.fields.items())

@@ -3,10 +3,12 @@ from __future__ import annotations
 import collections
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from collectors.base import BadRecord, NotMyFormat
+from collectors.parsers import zeek
 from collectors.parsers.zeek import ZeekParser, logtype_from_name
 from tests.collectors.samples import DATA, parse_file, record, records
 from tests.helpers import shared
@@ -236,3 +238,83 @@ def test_reading_a_file_again_gives_the_same_ids() -> None:
     a = parse_file(ZeekParser(), ZEEK / "modbus_detailed.log")
     b = parse_file(ZeekParser(), ZEEK / "modbus_detailed.log")
     assert [e.id for e in a.events] == [e.id for e in b.events]
+
+
+# fast paths: the same results as the general code they stand in for ------------------------
+S7 = (
+    '{"_path": "s7comm", "ts": 1795161600.123457, "uid": "C1", "id.orig_h": "10.30.1.7", "id.orig_p": 50100, '
+    '"id.resp_h": "10.30.3.5", "id.resp_p": 102, "is_orig": true, "rosctr_name": "Job", "function_code": "0x04", '
+    '"function_name": "Read Var", "error_class": null, "error_code": null}'
+)
+FAST_PATH_LINES = [
+    S7,
+    S7 + "\r\n",  # a line ending: not the whole-line JSON fast path
+    " " + S7,
+    S7 + " x",
+    S7.replace('"10.30.1.7"', '"FE80::1"'),  # an address that is not its own canonical text
+    S7.replace('"10.30.1.7"', '"10.30.1.07"'),
+    S7.replace('"10.30.1.7"', '"10.30.3.5"'),  # source = destination: related.ip once
+    S7.replace('"10.30.1.7"', "null").replace('"10.30.3.5"', "null"),
+    S7.replace('"10.30.1.7"', "7"),
+    S7.replace("50100", '"50100"'),
+    S7.replace("50100", "50100.0"),
+    S7.replace("50100", "50100.5"),
+    S7.replace("50100", "true"),
+    S7.replace('"uid": "C1"', '"uid": 1, "proto": ["tcp"]'),
+    S7.replace('"uid": "C1"', '"uid": "C1", "proto": "tcp", "community_id": "1:abc"'),
+    S7.replace("1795161600.123457", '"2026-11-20T08:00:00.5Z"'),
+    S7.replace("1795161600.123457", "1795161600"),
+    S7.replace("1795161600.123457", "NaN"),
+    S7.replace("1795161600.123457", "1e400"),
+    S7.replace('"_path": "s7comm"', '"_path": ""'),
+    S7.replace('"_path": "s7comm"', '"_path": 3'),
+    S7.replace('"_path": "s7comm"', '"_path": "conn", "conn_state": "SF", "duration": 1.5'),
+    S7.replace('"_path": "s7comm", ', ""),
+    # s7comm rows its fast path takes, and declines
+    S7.replace('"Read Var"', '"", "subfunction_name": "PLC Stop"'),
+    S7.replace('"Read Var"', '"Read Var", "subfunction_name": "Read SZL"'),
+    S7.replace('"error_class": null', '"error_class": "0x81"'),
+    S7.replace('"error_code": null', '"error_code": "0x00"'),
+    S7.replace('"error_code": null', '"error_code": 5'),
+    S7.replace('"Read Var"', "5"),
+    S7.replace('"Job"', '["Job"]').replace('"is_orig": true', '"is_orig": "yes"'),
+    S7.replace('"is_orig": true', '"is_orig": "yes"').replace('"0x04"', '"0xZZ"'),
+    S7.replace('"is_orig": true', '"is_orig": null').replace('"Job"', '"Ack_Data"'),
+    S7.replace('"0x04"', '"0xZZ"'),
+    S7.replace('"0x04"', "4"),
+    S7.replace('"0x04"', "4.5"),
+    S7.replace('"0x04"', "null"),
+    S7.replace('"0x04"', "[4]"),
+    '["_path", "conn"]',
+    '{"_path": "conn", "ts": 1.5, "x": 1} {}',
+    '{"_path": "conn", "ts": 1.5, "x": "\\u00e9\\udcff"}',
+    '{"_path": "conn", "ts": 1.5, "n": 1' + "0" * 5000 + "}",
+]
+
+
+def _outcome(parser: ZeekParser, line: str) -> object:
+    try:
+        events = parser.parse(record(line, source="file:/var/log/zeek/conn.log"))
+    except (BadRecord, NotMyFormat) as exc:
+        return type(exc), str(exc)
+    return [(e.id, e.timestamp, list(e.fields.items())) for e in events]
+
+
+class _NothingKnown(set[str]):
+    def add(self, item: str) -> None:
+        """Remembers nothing: every address goes through _ip."""
+
+
+def test_fast_paths_give_what_the_general_paths_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert zeek._json_line(S7) is not None and zeek._json_line(S7 + "\r\n") is None
+    fast = [_outcome(ZeekParser(), line) for line in FAST_PATH_LINES]
+    assert [_outcome(ZeekParser(), line) for line in FAST_PATH_LINES] == fast  # now with the addresses known
+    monkeypatch.setattr(zeek, "_json_line", lambda data: None)  # every JSON line through load_json_object
+    monkeypatch.setattr(zeek, "_CANONICAL_IPS", _NothingKnown())
+    monkeypatch.setitem(zeek.MAPPERS, "s7comm", zeek._s7comm_checked)
+    assert [_outcome(ZeekParser(), line) for line in FAST_PATH_LINES] == fast
+
+
+@pytest.mark.parametrize("seconds", ["0", "0.0", "1795161600.1234565", "1795161600.1234575", "0.0000005", "1.5"])
+def test_epoch_seconds_as_json_numbers_and_as_text_give_the_same_time(seconds: str) -> None:
+    assert zeek._timestamp({"ts": Decimal(seconds)}) == zeek._timestamp({"ts": seconds})

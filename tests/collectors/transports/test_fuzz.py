@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.base import BadRecord, NotMyFormat, RawRecord, get_parser
+from collectors.base import NESTED_TOO_DEEP, BadRecord, NotMyFormat, RawRecord, get_parser
 from collectors.spool import Rejected, Spool
 from collectors.transports.coap import SENML_JSON, ReportError, report_record
 from collectors.transports.http_ingest import HttpIngestApp, IngestSource, TokenStore
@@ -69,3 +70,14 @@ def test_http_bodies(tmp_path: Path, lines: list[str]) -> None:
         assert all(r["reason"].startswith(f"line {r['line']}: ") for r in result["rejected"])
     finally:
         spool.close()
+
+
+#: JSON nested deeper than Python's decoder goes: it raises RecursionError, which a hostile sender can cause
+DEEP = b'{"ts": 1, "value": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+
+
+def test_json_nested_too_deep_is_rejected_with_a_reason_at_each_push_transport() -> None:
+    item = message_record("mqtt:b:1", "city/ba-dinh/air-quality/aq-001/telemetry", DEEP, T0)
+    assert isinstance(item, Rejected) and item.reason == f"[mqtt] {NESTED_TOO_DEEP}"
+    with pytest.raises(ReportError, match="nested deeper"):
+        report_record("coap:h:1", ["telemetry", "ba-dinh", "aq", "aq-001"], DEEP, None, T0)
