@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,16 @@ from flask import Flask
 from console.services import store_of
 from store.event import Event
 from tests.console import HOSTILE, console_app, logged_in, seed_incident, session_token
+from tests.helpers import T0
 
 ERROR_KEYS = {"code", "message"}
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    with console_app(tmp_path) as app:
+    # the console's clock two hours after the seeded events (tests.helpers.T0): the event search's default
+    # range (the last 24 hours) holds them whatever day the suite runs
+    with console_app(tmp_path, CLOCK=lambda: T0 + timedelta(hours=2)) as app:
         yield app
 
 
@@ -50,7 +54,7 @@ def test_list_incidents(app: Flask) -> None:
         "mttd_seconds": 20.0,
         "assignee": None,
         "verdict": None,
-        "sla": "breached",  # high: 4 hours to close, long past
+        "sla": "due",  # high: 4 hours to close, and the clock says two hours after creation
         "sla_deadline": "2026-11-21T12:00:20.000000Z",
     }
     assert client.get("/api/v1/incidents?status=closed").get_json()["incidents"] == []

@@ -6,6 +6,7 @@ import re
 import stat
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from tests.console import (
     seed_incident,
     session_token,
 )
+from tests.helpers import T0
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -37,7 +39,9 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "console" / "templates"
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    with console_app(tmp_path) as app:
+    # the console's clock two hours after the seeded events (tests.helpers.T0): the event search's default
+    # range (the last 24 hours) holds them whatever day the suite runs
+    with console_app(tmp_path, CLOCK=lambda: T0 + timedelta(hours=2)) as app:
         yield app
 
 

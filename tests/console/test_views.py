@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,14 @@ from console.services import add_comment, change_status, incident_detail, store_
 from store.errors import NotFound
 from store.models import IncidentStatus
 from tests.console import console_app, logged_in, seed_incident, session_token
+from tests.helpers import T0
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    with console_app(tmp_path) as app:
+    # the console's clock two hours after the seeded events (tests.helpers.T0): the event search's default
+    # range (the last 24 hours) holds them whatever day the suite runs
+    with console_app(tmp_path, CLOCK=lambda: T0 + timedelta(hours=2)) as app:
         yield app
 
 
