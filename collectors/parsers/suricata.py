@@ -263,6 +263,23 @@ class SuricataEveParser(Parser):
             raise BadRecord(str(exc)) from exc
 
 
+def _head(
+    etype: str, data: str, src: str | None, sport: int | None, dst: str | None, dport: int | None
+) -> dict[str, Value]:
+    """The fields every EVE record starts with (both paths: _plain_common and _common), message included."""
+    return {
+        "event.kind": "event",
+        "event.category": ("network",),
+        "event.type": ("info",),
+        "event.action": etype,
+        "event.module": "suricata",
+        "event.dataset": f"suricata.{etype}",
+        "event.original": data,
+        "message": f"suricata {etype} {src or '-'}:{sport if sport is not None else '-'} -> "
+        f"{dst or '-'}:{dport if dport is not None else '-'}",
+    }
+
+
 def _common(row: dict[str, Any], data: str) -> tuple[datetime, str, dict[str, Value]]:
     """The time, event type and fields every record has, every value checked (BadRecord says what is wrong)."""
     etype = _str(row, "event_type")
@@ -276,17 +293,7 @@ def _common(row: dict[str, Any], data: str) -> tuple[datetime, str, dict[str, Va
     src, dst = _ip(row, "src_ip"), _ip(row, "dest_ip")
     sport, dport = _int(row, "src_port"), _int(row, "dest_port")
     proto = _str(row, "proto")
-    fields: dict[str, Value] = {
-        "event.kind": "event",
-        "event.category": ("network",),
-        "event.type": ("info",),
-        "event.action": etype,
-        "event.module": "suricata",
-        "event.dataset": f"suricata.{etype}",
-        "event.original": data,
-        "message": f"suricata {etype} {src or '-'}:{sport if sport is not None else '-'} -> "
-        f"{dst or '-'}:{dport if dport is not None else '-'}",
-    }
+    fields = _head(etype, data, src, sport, dst, dport)
     flow_id = _int(row, "flow_id")
     app_proto = _str(row, "app_proto")
     optional: dict[str, Value | None] = {
@@ -337,17 +344,7 @@ def _plain_common(row: dict[str, Any], data: str) -> tuple[datetime, str, dict[s
         dst = None if dst is None else normal_ip(dst)
     except ValueError:  # EventValidationError is one: _common raises the record's error
         return None
-    fields: dict[str, Value] = {
-        "event.kind": "event",
-        "event.category": ("network",),
-        "event.type": ("info",),
-        "event.action": etype,
-        "event.module": "suricata",
-        "event.dataset": f"suricata.{etype}",
-        "event.original": data,
-        "message": f"suricata {etype} {src or '-'}:{sport if sport is not None else '-'} -> "
-        f"{dst or '-'}:{dport if dport is not None else '-'}",
-    }
+    fields = _head(etype, data, src, sport, dst, dport)
     # _common's optional fields, in its order, each only when it has a value
     if src is not None:
         fields["source.ip"] = src

@@ -185,6 +185,18 @@ class WebAccessParser(Parser):
         values = self._json(line) if line.lstrip().startswith("{") else self._clf(line)
         return [self._event(values, record)]
 
+    def _head(self, record: RawRecord) -> dict[str, Value]:
+        """The fields every access-log event starts with (both paths: _usual_clf and _event)."""
+        return {
+            "event.kind": "event",
+            "event.category": ("web", "network"),
+            "event.type": ("access",),
+            "event.action": "http_request",
+            "event.dataset": self.dataset,
+            "event.original": record.data,
+            "network.protocol": "http",
+        }
+
     def _usual_clf(self, match: re.Match[str], record: RawRecord) -> Event | None:
         """``self._event(self._clf(line), record)`` for a line :data:`_CLF_USUAL` matched, without its
         dict of values and per-field helper calls: the same event (fields in the same order) or the same
@@ -223,17 +235,8 @@ class WebAccessParser(Parser):
                 if latency is not None and len(_REQUEST_TIME_NS) < _REQUEST_TIME_NS_SIZE:
                     _REQUEST_TIME_NS[request_time] = latency
         status = int(status_text)
-        fields: dict[str, Value] = {
-            "event.kind": "event",
-            "event.category": ("web", "network"),
-            "event.type": ("access",),
-            "event.action": "http_request",
-            "event.dataset": self.dataset,
-            "event.original": record.data,
-            "network.protocol": "http",
-            "source.ip": client,
-            "client.ip": client,
-        }
+        fields = self._head(record)
+        fields["source.ip"] = fields["client.ip"] = client
         # then _event's optional fields in its order, each only when _text & co would not give None
         if user != "-":
             fields["user.name"] = user
@@ -326,15 +329,7 @@ class WebAccessParser(Parser):
         if latency is None:
             latency = _nanos(values.get("latency_ms"), "responseLatency", 1_000_000)
         user = _text(values.get("user"), "user")
-        fields: dict[str, Value] = {
-            "event.kind": "event",
-            "event.category": ("web", "network"),
-            "event.type": ("access",),
-            "event.action": "http_request",
-            "event.dataset": self.dataset,
-            "event.original": record.data,
-            "network.protocol": "http",
-        }
+        fields = self._head(record)
         optional: dict[str, Value | None] = {
             "source.ip": client,
             "client.ip": client,
