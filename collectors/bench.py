@@ -18,7 +18,8 @@ pipeline stamps them and serialised and indexed as parse workers deliver them: t
 ``put_events`` per event against a bare JSON insert of the same documents, same run
 (the writer's floor with parse workers).
 
-``end_to_end`` writes every format's records to log files and runs
+``end_to_end`` writes every format's records (:data:`END_TO_END_RECORDS` per format by
+default: several seconds of sustained ingest) to log files and runs
 :class:`FileCollector` on each (read, checkpoint, parse, stamp, store) into one
 store, as ``citysoc ingest`` does: in one process parsing inline (one core); in
 one collector process with one parse worker process (parsing on one core, storing
@@ -362,24 +363,33 @@ def describe_run(run: dict[str, Any]) -> str:
     return text
 
 
+#: records per format of each end-to-end run (140,000 events in all): several seconds of sustained ingest
+#: into a store that grows as a city's does, so start-up, the last batches and one process finishing
+#: before the other weigh little, and the store's costs that grow with its size (its indexes, WAL
+#: checkpoints, full-text merges) are in the figure
+END_TO_END_RECORDS = 20_000
+
+
 def run_ingest_bench(
     records: int = 5_000,
     print_to: Callable[[str], None] | None = print,
     runs: Sequence[tuple[int, int]] = END_TO_END_RUNS,
     repeats: int = REPEATS,
+    end_to_end_records: int = END_TO_END_RECORDS,
 ) -> dict[str, Any]:
     """Run the benchmark; print a table (unless ``print_to`` is None) and return the figures.
 
-    End to end runs once per (collector processes, parse workers per collector) in ``runs``:
-    by default one process parsing inline, one process with one parse worker (parsing on one
-    core, storing on the other), one process with two parse workers (the single writer only
-    stores while two workers parse and make the index entries), and two collector processes
-    sharing the formats (each parsing inline, one database); each :data:`REPEATS` times on a new
-    store (:func:`repeated`).  The last line names the fastest of them on the machine it ran on
-    (docs/performance.md: two collector processes so far).
+    The per-format and store figures use ``records`` records per format, the end-to-end runs
+    ``end_to_end_records`` (:data:`END_TO_END_RECORDS`).  End to end runs once per (collector
+    processes, parse workers per collector) in ``runs``: by default one process parsing inline,
+    one process with one parse worker (parsing on one core, storing on the other), one process
+    with two parse workers (the single writer only stores while two workers parse and make the
+    index entries), and two collector processes sharing the formats (each parsing inline, one
+    database); each :data:`REPEATS` times on a new store (:func:`repeated`).  The last line names
+    the fastest of them on the machine it ran on (docs/performance.md: two collector processes so far).
     """
-    if records < 10:
-        raise CollectorError("bench ingest: records must be at least 10")
+    if records < 10 or end_to_end_records < 10:
+        raise CollectorError("bench ingest: records (per format and end to end) must be at least 10")
     if repeats < 1:
         raise CollectorError("bench ingest: repeats must be at least 1")
     if not runs or any(processes < 1 or workers < 0 for processes, workers in runs):
@@ -390,9 +400,10 @@ def run_ingest_bench(
         workdir = Path(tmp)
         rows = [bench_format(name, records, workdir) for name in TEMPLATES]
         store = bench_put_events(store_events(records), batch=BATCH, workdir=workdir, print_to=None)
-        e2e = [repeated(records, workdir, processes, workers, repeats) for processes, workers in runs]
+        e2e = [repeated(end_to_end_records, workdir, processes, workers, repeats) for processes, workers in runs]
     result = {
         "records_per_format": records,
+        "end_to_end_records_per_format": end_to_end_records,
         "formats": rows,
         "store": asdict(store),
         "end_to_end": e2e[-1],
@@ -409,11 +420,13 @@ def run_ingest_bench(
             )
         for line in store.lines():
             print_to(line)
+        print_to(f"end to end: {end_to_end_records} records per format, {repeats} runs of each, a new store per run")
         for run in e2e:
             print_to(
                 f"end to end (files -> FileCollector -> pipeline -> SQLite), all formats, {describe_run(run)}: "
                 f"{run['events']} events, {run['events_per_s']:,.0f} events/s "
-                f"(best of {len(run['rates'])}, median {run['events_per_s_median']:,.0f}), "
+                f"(best of {len(run['rates'])}, median {run['events_per_s_median']:,.0f}; "
+                f"runs {', '.join(f'{rate:,.0f}' for rate in run['rates'])}), "
                 f"CPU per event: collector {run['collector_cpu_us_per_event']:.0f} µs"
                 + (f", parse workers {run['parse_worker_cpu_us_per_event']:.0f} µs" if run["parse_workers"] else "")
             )

@@ -49,8 +49,11 @@ def detect(sigma_windows: Path, regression: Path, events: int, reference_events:
 
 
 @command.command("ingest")
-@click.option("--records", type=click.IntRange(min=100), default=5_000, show_default=True, help="Records per format.")
-def ingest(records: int) -> None:
+@click.option("--records", type=click.IntRange(min=100), default=5_000, show_default=True,
+              help="Records per format for the per-format and store figures.")
+@click.option("--end-to-end-records", type=click.IntRange(min=100), default=20_000, show_default=True,
+              help="Records per format of each end-to-end run (sustained ingest into a growing store).")
+def ingest(records: int, end_to_end_records: int) -> None:
     """Events/s for parse, parse+normalise+store per format and end to end, against a raw-insert reference.
 
     End to end: one collector inline, with one and with two parse workers, and two collector processes;
@@ -58,7 +61,7 @@ def ingest(records: int) -> None:
     """
     from collectors.bench import run_ingest_bench
 
-    run_ingest_bench(records=records, print_to=click.echo)
+    run_ingest_bench(records=records, print_to=click.echo, end_to_end_records=end_to_end_records)
 
 
 @command.command("playbooks")

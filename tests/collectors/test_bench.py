@@ -9,7 +9,7 @@ from collectors.bench import TEMPLATES, describe_run, make_lines, run_ingest_ben
 
 def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     printed: list[str] = []
-    result = run_ingest_bench(records=40, print_to=printed.append, repeats=2)
+    result = run_ingest_bench(records=40, print_to=printed.append, repeats=2, end_to_end_records=80)
     assert [row["format"] for row in result["formats"]] == list(TEMPLATES)
     for row in result["formats"]:
         assert row["events"] == 40  # SCADA: 1 row x 40 tags
@@ -20,8 +20,10 @@ def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
     assert any(line.strip().startswith("put_events / reference") for line in printed)
     runs = result["end_to_end_runs"]
     assert [(run["processes"], run["parse_workers"]) for run in runs] == [(1, 0), (1, 1), (1, 2), (2, 0)]
+    assert result["end_to_end_records_per_format"] == 80  # SCADA: 2 rows x 40 tags
+    assert "end to end: 80 records per format, 2 runs of each, a new store per run" in printed
     for run in runs:
-        assert run["events"] == 40 * len(TEMPLATES)  # every process's share, each stored once
+        assert run["events"] == 80 * len(TEMPLATES)  # every process's share, each stored once
         assert len(run["rates"]) == 2 and run["events_per_s"] == max(run["rates"])  # each run on a new store
         assert min(run["rates"]) <= run["events_per_s_median"] <= run["events_per_s"]
     assert printed[0].startswith("ingest benchmark, 40 records per format")
@@ -30,8 +32,10 @@ def test_every_template_is_stored_completely_and_figures_are_reported() -> None:
         "2 collector processes",
     ]
     assert printed[-2].startswith(
-        "end to end (files -> FileCollector -> pipeline -> SQLite), all formats, 2 collector processes: 280 events"
+        "end to end (files -> FileCollector -> pipeline -> SQLite), all formats, 2 collector processes: 560 events"
     )
+    rates = runs[-1]["rates"]  # every run's rate is printed, not only the best and the median
+    assert f"; runs {rates[0]:,.0f}, {rates[1]:,.0f}), CPU per event" in printed[-2]
     best = result["end_to_end_best"]
     assert best["events_per_s"] == max(run["events_per_s"] for run in runs)
     assert printed[-1] == f"end to end, fastest here: {describe_run(best)}, {best['events_per_s']:,.0f} events/s"

@@ -8,8 +8,10 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
+
+import pytest
 
 from collectors.base import RawRecord, get_parser
 from collectors.bench import SCADA_TAGS, make_lines
@@ -18,6 +20,7 @@ from collectors.pipeline import (
     FUTURE_TAG,
     INGEST_GC_THRESHOLD,
     INLINE_IN_FLIGHT,
+    MERGE_EVENTS,
     PART_EVENTS,
     IngestPipeline,
     settle_heap,
@@ -145,6 +148,106 @@ def test_a_batch_beyond_max_in_flight_waits_for_the_oldest_to_be_stored(store: S
     assert done[:1] == [1]  # the first was stored (waiting for the lock) before the second submit returned
     pipeline.drain()
     assert done == [1, 2] and store.count_events() == 2
+
+
+def _batches(pipeline: IngestPipeline, sizes: Sequence[int], done: list[int], first: int = 1) -> None:
+    """Submit IoT-platform batches of ``sizes`` records (source mqtt:a; batch n's offsets from 100 * n), each
+    checkpointing its number in ``done``."""
+    parser = get_parser("iot.platform")
+    for n, size in enumerate(sizes, first):
+        records = [_record(_iot(0, k), "mqtt:a", k) for k in range(100 * n, 100 * n + size)]
+        pipeline.submit(records, parser, then=functools.partial(done.append, n))
+
+
+def _kept(pipeline: IngestPipeline, store: SQLiteStore, sizes: Sequence[int], done: list[int], first: int = 1) -> None:
+    """:func:`_batches` while another writer holds the store's write lock (released before returning)."""
+    holder = _holder(store)
+    try:
+        _batches(pipeline, sizes, done, first)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.fixture
+def writes(store: SQLiteStore) -> Iterator[list[tuple[str, list[str]]]]:
+    """Every write the store is asked for: (method, the offsets of its events in order)."""
+    calls: list[tuple[str, list[str]]] = []
+    tried, put = store.try_put_events, store.put_events
+
+    def try_put(events: Sequence[Event]) -> list[Event] | None:
+        calls.append(("try", [str(e.fields["labels.source_offset"]) for e in events]))
+        return tried(events)
+
+    def put_now(events: Sequence[Event]) -> list[Event]:
+        calls.append(("put", [str(e.fields["labels.source_offset"]) for e in events]))
+        return put(events)
+
+    store.try_put_events = try_put  # type: ignore[method-assign]
+    store.put_events = put_now  # type: ignore[method-assign]
+    yield calls
+
+
+def test_batches_kept_while_another_writer_had_the_store_go_in_one_write_in_order(
+    store: SQLiteStore, writes: list[tuple[str, list[str]]]
+) -> None:
+    pipeline = IngestPipeline(store, name="collector-test")
+    done: list[int] = []
+    _kept(pipeline, store, [3, 2, 4], done)
+    assert [len(offsets) for _, offsets in writes] == [3, 5, 9] and done == []  # each try offered every kept batch
+    _batches(pipeline, [1], done, first=4)
+    assert writes[-1] == ("try", ["100", "101", "102", "200", "201", "300", "301", "302", "303", "400"])
+    assert done == [1, 2, 3, 4]  # one write, then every checkpoint, oldest first
+    assert store.count_events() == 10 and pipeline.stats.stored == 10
+    assert pipeline.stats.sources["mqtt:a"].stored == 10 and pipeline.stats.duplicates == 0
+    stored = [e.fields["labels.source_offset"] for e in store.search_events(limit=20)]
+    assert sorted(stored) == sorted(writes[-1][1])
+
+
+def test_a_kept_batch_already_stored_counts_as_duplicates_in_the_joined_write(
+    store: SQLiteStore, writes: list[tuple[str, list[str]]]
+) -> None:
+    pipeline = IngestPipeline(store, name="collector-test")
+    done: list[int] = []
+    _batches(pipeline, [2], done)  # stored at once
+    _kept(pipeline, store, [2, 3], done)  # a re-read: batch 1 again, then batch 2
+    pipeline.drain()
+    assert writes[-1] == ("put", ["100", "101", "200", "201", "202"])  # both kept batches in one write
+    assert done == [1, 1, 2] and store.count_events() == 5
+    assert pipeline.stats.stored == 5 and pipeline.stats.duplicates == 2
+    assert pipeline.stats.sources["mqtt:a"].stored == 5 and pipeline.stats.sources["mqtt:a"].duplicates == 2
+
+
+def test_one_write_takes_kept_batches_up_to_merge_events(
+    store: SQLiteStore, writes: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert MERGE_EVENTS == 3_000 and INLINE_IN_FLIGHT * 500 == MERGE_EVENTS  # six bench batches of 500 records
+    monkeypatch.setattr("collectors.pipeline.MERGE_EVENTS", 5)
+    pipeline = IngestPipeline(store, name="collector-test")
+    done: list[int] = []
+    _kept(pipeline, store, [2, 2, 2, 6], done)
+    writes.clear()
+    pipeline.drain()  # the store is free: kept batches in writes of at most five events, a larger batch alone
+    assert [(how, len(offsets)) for how, offsets in writes] == [("put", 4), ("put", 2), ("put", 6)]
+    assert done == [1, 2, 3, 4] and store.count_events() == 12
+
+
+def test_a_failed_joined_write_drops_every_kept_batch_without_checkpointing_them(
+    store: SQLiteStore, writes: list[tuple[str, list[str]]]
+) -> None:
+    pipeline = IngestPipeline(store, name="collector-test")
+    done: list[int] = []
+    _kept(pipeline, store, [2, 3], done)
+
+    def broken(events: Sequence[Event]) -> list[Event] | None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    store.try_put_events = broken  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        _batches(pipeline, [1], done, first=3)
+    assert done == [] and store.count_events() == 0 and pipeline.stats.stored == 0
+    pipeline.drain()  # nothing kept: a collector re-reads from its last checkpoint
+    assert done == [] and store.count_events() == 0
 
 
 def test_a_batch_of_records_giving_many_events_is_checkpointed_once_after_all_of_it(store: SQLiteStore) -> None:
