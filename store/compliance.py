@@ -18,6 +18,7 @@ from pathlib import Path
 
 from store.errors import StoreError
 from store.event import format_ts, parse_ts
+from store.sqlite_busy import use_wal
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS attestations (
@@ -79,7 +80,7 @@ class ComplianceRecords:
             try:
                 # autocommit: a record is durable when the call returns
                 conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                use_wal(conn)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open compliance records at {self.path}: {exc}") from exc
             conn.row_factory = sqlite3.Row

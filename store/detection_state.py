@@ -17,6 +17,7 @@ from pathlib import Path
 
 from store.errors import StoreError
 from store.event import format_ts
+from store.sqlite_busy import use_wal
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS detection_state (
@@ -41,7 +42,7 @@ class DetectionStateStore:
             try:
                 # autocommit: every save is durable on return, as the window it records
                 conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                use_wal(conn)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open detection state at {self.path}: {exc}") from exc
             self._local.conn = conn

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import StoreError
+from store.sqlite_busy import use_wal
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS intel_objects (
@@ -72,7 +73,7 @@ class IntelStore:
                 conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open intel store at {self.path}: {exc}") from exc
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn)
             self._local.conn = conn
             self._all.append(conn)
         return conn

@@ -13,7 +13,6 @@ import hashlib
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from store.models import (
 )
 from store.query import Node
 from store.schema import FIELDS
+from store.sqlite_busy import until_free, use_wal
 from store.sqlite_upgrade import upgrade_once
 
 # the event tables (events, events_fts, event_terms) are in store.sqlite_events
@@ -111,8 +111,6 @@ GENESIS = "0" * 64
 
 #: how long a writer waits for another one's transaction before the store gives up with an error
 BUSY_TIMEOUT_MS = 60_000
-#: a waiting writer tries again after this many seconds, doubling up to the last (SQLiteStore._begin)
-_FIRST_NAP, _LAST_NAP = 0.0001, 0.001
 
 #: Columns added to existing tables after the first release: (table, column, declaration), added when missing.
 MIGRATIONS: tuple[tuple[str, str, str], ...] = (
@@ -199,7 +197,11 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open embedded store at {self.path}: {exc}") from exc
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                use_wal(conn, BUSY_TIMEOUT_MS)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise StoreError(f"cannot open embedded store at {self.path}: {exc}") from exc
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -238,23 +240,7 @@ class SQLiteStore(Store):
         """
         conn.execute("PRAGMA busy_timeout=0")
         try:
-            nap, deadline = _FIRST_NAP, 0.0
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return True
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                        raise
-                    if not wait:
-                        return False
-                    now = time.monotonic()
-                    if not deadline:
-                        deadline = now + BUSY_TIMEOUT_MS / 1000
-                    elif now > deadline:
-                        raise
-                time.sleep(nap)
-                nap = min(2 * nap, _LAST_NAP)
+            return until_free(lambda: conn.execute("BEGIN IMMEDIATE"), BUSY_TIMEOUT_MS, wait)
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
