@@ -18,7 +18,7 @@ outside the platform and are copied verbatim, never interpreted.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from collectors.base import BadRecord, NotMyFormat, Parser, RawRecord, register_parser
 from collectors.parsers.ecs_json import load_json_object
@@ -54,10 +54,16 @@ OPTIONAL: dict[tuple[str, str], str] = {
 _ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     action: (category, types, action.replace("_", "-")) for action, (category, types) in EVENTS.items()
 }
-#: the OPTIONAL device keys, in OPTIONAL's order: plain copies (the actor and top-level ones are
-#: spelled out in parse(), which also uses their values for the message)
+#: the OPTIONAL device keys, in OPTIONAL's order: plain copies
 _DEVICE_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (key, target) for (where, key), target in OPTIONAL.items() if where == "device"
+)
+#: the other OPTIONAL keys, in OPTIONAL's order: (in the actor object, key, field, the key as errors name it,
+#: lower-cased) -- network.protocol is kept lower-case
+_OTHER_FIELDS: tuple[tuple[bool, str, str, str, bool], ...] = tuple(
+    (where == "actor", key, target, f"{where}.{key}" if where else key, target == "network.protocol")
+    for (where, key), target in OPTIONAL.items()
+    if where != "device"
 )
 
 
@@ -190,42 +196,13 @@ class IotPlatformParser(Parser):
                     fields[target] = value
             elif value is not None:
                 raise _not_a_string(f"device.{key}", value)
-        user = actor.get("user")
-        if type(user) is str:
-            if user:
-                fields["user.name"] = user
-        elif user is not None:
-            raise _not_a_string("actor.user", user)
-        client_id = actor.get("client_id")
-        if type(client_id) is str:
-            if client_id:
-                fields["iot.mqtt.client_id"] = client_id
-        elif client_id is not None:
-            raise _not_a_string("actor.client_id", client_id)
-        command = obj.get("command")
-        if type(command) is str:
-            if command:
-                fields["iot.command"] = command
-        elif command is not None:
-            raise _not_a_string("command", command)
-        protocol = obj.get("protocol")
-        if type(protocol) is str:
-            if protocol:
-                fields["network.protocol"] = protocol.lower()
-        elif protocol is not None:
-            raise _not_a_string("protocol", protocol)
-        area = obj.get("area")
-        if type(area) is str:
-            if area:
-                fields["labels.area"] = area
-        elif area is not None:
-            raise _not_a_string("area", area)
-        reason = obj.get("reason")
-        if type(reason) is str:
-            if reason:
-                fields["labels.reason"] = reason
-        elif reason is not None:
-            raise _not_a_string("reason", reason)
+        for in_actor, key, target, name, lower in _OTHER_FIELDS:
+            value = (actor if in_actor else obj).get(key)
+            if type(value) is str:
+                if value:
+                    fields[target] = value.lower() if lower else value
+            elif value is not None:
+                raise _not_a_string(name, value)
         ip = actor.get("ip")
         if type(ip) is str:
             if ip:
@@ -237,6 +214,11 @@ class IotPlatformParser(Parser):
                 fields["related.ip"] = (ip,)
         elif ip is not None:
             raise _not_a_string("actor.ip", ip)
+        # the strings the loop above kept (None when left out)
+        user, command, reason = cast(
+            "tuple[str | None, str | None, str | None]",
+            (fields.get("user.name"), fields.get("iot.command"), fields.get("labels.reason")),
+        )
         if user:
             fields["related.user"] = (user,)
         # the .replace drops the double space an absent result leaves (and, as ever, any other in the three values)
