@@ -490,32 +490,32 @@ class IngestPipeline:
             self._complete_oldest(queue)
 
     def _store_parsed(self, queue: collections.deque[_Pending]) -> None:
-        """Store the oldest batches parsed inline, in order, as long as the store takes them without waiting.
-
-        The batches kept while another writer had the store go in one write (:func:`_parsed_run`).
-        """
+        """Store the oldest batches parsed inline, in order, as long as the store takes them without waiting."""
         while queue and queue[0].events is not None:
-            count = _parsed_run(queue)
-            events, sources = _joined(queue, count)
-            try:
-                stored = self.store.try_put_events(events)
-                if stored is None:
-                    return  # another writer has the store: parse the next batch meanwhile
-                self._stored_run(queue, count, events, stored, sources)
-            except BaseException:
-                queue.clear()  # as _complete_oldest: nothing after a failed batch is stored or checkpointed
-                raise
+            if not self._write_parsed(queue, wait=False):
+                return  # another writer has the store: parse the next batch meanwhile
 
-    def _stored_run(
-        self, queue: collections.deque[_Pending], count: int, events: list[Event], stored: list[Event],
-        sources: dict[str, int] | None,
-    ) -> None:
-        """The oldest ``count`` batches are stored (as ``events``): count, notify, then run their ``then`` in order."""
-        thens = [queue.popleft().then for _ in range(count)]
-        self._notify(events, stored, sources)
-        for then in thens:
-            if then is not None:
-                then()
+    def _write_parsed(self, queue: collections.deque[_Pending], wait: bool) -> bool:
+        """Store the oldest batches parsed inline in one write (:func:`_parsed_run`), then run their ``then`` in order.
+
+        Without ``wait``, False (and nothing done) while another writer has the store.  If the
+        write fails, every batch this thread has out is dropped unacknowledged and the error raised.
+        """
+        count = _parsed_run(queue)
+        events, sources = _joined(queue, count)
+        try:
+            stored = self.store.put_events(events) if wait else self.store.try_put_events(events)
+            if stored is None:
+                return False
+            thens = [queue.popleft().then for _ in range(count)]
+            self._notify(events, stored, sources)
+            for then in thens:
+                if then is not None:
+                    then()
+        except BaseException:
+            queue.clear()  # as _complete_oldest: nothing after a failed batch is stored or checkpointed
+            raise
+        return True
 
     def drain(self) -> None:
         """Store every batch this thread submitted, in order, running their ``then``."""
@@ -529,13 +529,7 @@ class IngestPipeline:
 
     def _complete_oldest(self, queue: collections.deque[_Pending]) -> None:
         if queue[0].events is not None:  # parsed inline: stored (waiting for the store) with the parsed ones after it
-            count = _parsed_run(queue)
-            events, sources = _joined(queue, count)
-            try:
-                self._stored_run(queue, count, events, self.store.put_events(events), sources)
-            except BaseException:
-                queue.clear()
-                raise
+            self._write_parsed(queue, wait=True)
             return
         pending = queue.popleft()
         try:
