@@ -103,6 +103,8 @@ def worker(concurrency: int, loglevel: str, pool: str) -> None:
 @click.option("--follow", is_flag=True, help="Keep tailing the files.")
 @click.option("--parse-workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Parse in this many worker processes; this process enriches and stores (0: parse inline).")
+@click.option("--source", "sources", multiple=True, type=(str, click.Path(path_type=Path)), metavar="FORMAT PATH",
+              help="Also read PATH with parser FORMAT (repeatable): one process for files of several formats.")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 def ingest(
     fmt: str | None,
@@ -112,33 +114,47 @@ def ingest(
     host: str,
     follow: bool,
     parse_workers: int,
+    sources: tuple[tuple[str, Path], ...],
     files: tuple[Path, ...],
 ) -> None:
-    """Collect events from files or syslog sockets into the store, with detection."""
+    """Collect events from files or syslog sockets into the store, with detection.
+
+    FILES and the syslog sockets are read with --format; --source adds files of any format.
+    On a host of N cores, run N of these processes into one store, each with its share of the
+    sources (docs/collectors.md).
+    """
     import threading
 
-    from collectors.base import get_parser, parsers
+    from collectors.base import CollectorError, get_parser, parsers
 
     if list_parsers:
         for cls in parsers():
             click.echo(f"{cls.name}\t{cls.dataset}\t{cls.description}")
         return
-    if not fmt:
-        raise click.UsageError("--format is required (see --list)")
+    if not fmt and (files or udp is not None or tcp is not None):
+        raise click.UsageError("--format is required for FILES and --udp/--tcp (see --list)")
+    if not fmt and not sources:
+        raise click.UsageError("--format or --source is required (see --list)")
+    try:  # every parser named, before anything starts
+        parser = get_parser(fmt) if fmt else None
+        readers = [(get_parser(name), path) for name, path in sources]
+    except CollectorError as exc:
+        raise click.UsageError(str(exc)) from None
+    if parser is not None:
+        readers[:0] = [(parser, path) for path in files]
     from collectors.pipeline import settle_heap
     from collectors.transports.files import FileCollector
     from collectors.transports.syslog import SyslogServer
     from console.runtime import build_runtime
 
     runtime = build_runtime(parse_workers=parse_workers)
-    parser = get_parser(fmt)
     stop = threading.Event()
     server = None
-    if udp is not None or tcp is not None:
+    if parser is not None and (udp is not None or tcp is not None):
         server = SyslogServer(runtime.pipeline, parser, host=host, udp_port=udp, tcp_port=tcp)
         server.start()
         click.echo(f"syslog on udp {server.udp_address} tcp {server.tcp_address}", err=True)
-    collectors = [FileCollector(runtime.pipeline, parser, path, home() / "state") for path in files]
+    collectors = [FileCollector(runtime.pipeline, reader, path, home() / "state") for reader, path in readers]
     settle_heap()  # a collector process from here on
     try:
         if follow or server is not None:
